@@ -1,0 +1,24 @@
+"""Errors that vsrzoo raises for bad user input.
+
+Every error a user can cause (a missing path, a corrupt video, a weights file of the wrong kind, frames of
+different sizes, ...) is raised as a subclass of :class:`ZooError` with a message that names the problem and
+the offending path or value. The command line catches :class:`ZooError` and prints only the message, so a
+user never sees a raw traceback from deep inside a library.
+"""
+
+
+class ZooError(Exception):
+    """Base class of every user-facing vsrzoo error."""
+
+
+class InputError(ZooError, ValueError):
+    """Bad input data: missing or unreadable path, corrupt or unsupported file, inconsistent frames,
+    a clip shorter than needed."""
+
+
+class WeightsError(ZooError, ValueError):
+    """A weights or checkpoint file that is missing, of the wrong kind, or does not match the network."""
+
+
+class ConfigError(ZooError, ValueError):
+    """Inconsistent options (e.g. an overlap not smaller than the chunk)."""
