@@ -1,0 +1,178 @@
+"""The base LightningModule of every vsrzoo family: validation, test and predict logic written once.
+
+A family's system subclasses :class:`VSRSystem`, builds its generator as ``self.net_g`` (and, when it keeps an
+exponential moving average, ``self.net_g_ema``), and implements ``training_step`` and ``configure_optimizers``.
+Everything after training is shared: running the network over whole clips through the same chunked and tiled
+path as ``vsrzoo upscale`` (:func:`zoo.inference.upscale_tensor`), metrics against GT (:class:`zoo.metrics.VideoMetrics`)
+next to a bicubic baseline, image grids (bicubic | SR | GT crops) in TensorBoard, and predictions for
+``lightning predict`` (written by :class:`zoo.systems.writer.VideoPredictionWriter`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torchvision.utils import make_grid
+
+from zoo.inference import upscale_tensor
+from zoo.metrics import VideoMetrics
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How validation, test and predict run the network and score it.
+
+    Attributes:
+        chunk_frames: frames per temporal chunk (``None``: the whole clip at once).
+        overlap: frames shared by consecutive chunks, cross-faded (must be < ``chunk_frames``).
+        tile: LQ tile size in pixels for spatial tiling (``None``: no tiling).
+        tile_overlap: LQ pixels shared by neighbouring tiles, feather-blended.
+        crop_border: pixels cropped from each border of SR and GT before PSNR/SSIM (field convention: ``scale``
+            for x4 Real-world VSR tables is 0 or 4; BasicVSR's Vid4 protocol uses 0 on Y).
+        lpips: compute LPIPS when its backbone weights are present locally (otherwise skipped with a warning).
+        warping_error: compute the flow warping error E*warp on the SR clip.
+        flow: flow estimator for E*warp: ``'dis'`` (OpenCV DIS, weight-free) or ``'raft'`` (torchvision RAFT-large,
+            needs its weights in ``$TORCH_HOME/hub/checkpoints``).
+        num_log_images: how many validation clips get an image grid in the logger.
+        log_crop: side in GT pixels of the crop shown in the image grids.
+    """
+
+    chunk_frames: int | None = None
+    overlap: int = 0
+    tile: int | None = None
+    tile_overlap: int = 0
+    crop_border: int = 0
+    lpips: bool = True
+    warping_error: bool = True
+    flow: str = "dis"
+    num_log_images: int = 2
+    log_crop: int = 192
+
+
+class VSRSystem(L.LightningModule):
+    """Shared validation/test/predict behaviour of the zoo's systems.
+
+    Subclasses must set ``self.net_g`` (``nn.Module`` mapping LQ ``(b, t, 3, h, w)`` in [0, 1] to SR
+    ``(b, t, 3, scale*h, scale*w)``) and may set ``self.net_g_ema``; :attr:`inference_net` prefers the EMA copy, as
+    the official RealBasicVSR and GAN inference do.
+
+    Args:
+        scale: upscaling factor of the network (kept in sync with the datamodule's ``scale`` by the CLI).
+        evaluation: see :class:`EvalOptions`.
+    """
+
+    def __init__(self, *, scale: int = 4, evaluation: EvalOptions | None = None) -> None:
+        super().__init__()
+        self.net_g_ema: nn.Module | None = None  # subclasses that keep an EMA replace it with a module
+        self.scale = scale
+        self.evaluation = evaluation or EvalOptions()
+        self._metrics: dict[str, VideoMetrics] = {}
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def inference_net(self) -> nn.Module:
+        """The network used outside training: the EMA generator when there is one."""
+        ema = getattr(self, "net_g_ema", None)
+        if ema is None:
+            return self.net_g
+        return ema.module if isinstance(ema, torch.optim.swa_utils.AveragedModel) else ema
+
+    def forward(self, lq: torch.Tensor) -> torch.Tensor:
+        """Run :attr:`inference_net` on ``lq`` (b, t, 3, h, w) in [0, 1]; returns unclamped SR (b, t, 3, sh, sw)."""
+        return self.inference_net(lq)
+
+    def upscale(self, lq: torch.Tensor) -> torch.Tensor:
+        """Upscale each clip of ``lq`` (b, t, 3, h, w) through the chunked/tiled path; returns SR on ``lq``'s device.
+
+        The result is clamped to [0, 1] (what is displayed, scored and written).
+        """
+        opts = self.evaluation
+        outs = []
+        for clip in lq.split(1, dim=0):
+            sr = upscale_tensor(
+                self.forward,
+                clip,
+                scale=self.scale,
+                chunk_frames=opts.chunk_frames,
+                overlap=opts.overlap,
+                tile=opts.tile,
+                tile_overlap=opts.tile_overlap,
+                device=lq.device,
+                dtype=torch.float32,
+            )
+            outs.append(sr)
+        return torch.cat(outs, dim=0).to(lq.device).clamp_(0.0, 1.0)
+
+    def bicubic(self, lq: torch.Tensor) -> torch.Tensor:
+        """Bicubic x``scale`` upsampling of ``lq`` (b, t, 3, h, w), clamped to [0, 1]: the baseline of every table."""
+        frames = rearrange(lq, "b t c h w -> (b t) c h w")
+        up = F.interpolate(frames, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return rearrange(up, "(b t) c h w -> b t c h w", b=lq.shape[0]).clamp_(0.0, 1.0)
+
+    # ------------------------------------------------------------------ validation / test
+    def _new_metrics(self) -> VideoMetrics:
+        opts = self.evaluation
+        return VideoMetrics(crop_border=opts.crop_border, lpips=opts.lpips, warping_error=opts.warping_error, flow=opts.flow)
+
+    def _eval_start(self, stage: str) -> None:
+        self._metrics[stage] = self._new_metrics()
+        self._metrics[f"{stage}_bicubic"] = VideoMetrics(crop_border=self.evaluation.crop_border, lpips=False, warping_error=False)
+
+    def _eval_step(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
+        lq, gt, keys = batch["lq"], batch["gt"], batch["key"]
+        sr = self.upscale(lq)
+        bicubic = self.bicubic(lq)
+        self._metrics[stage].update(sr, gt, lq=lq, key=keys)
+        self._metrics[f"{stage}_bicubic"].update(bicubic, gt, lq=lq, key=keys)
+        if batch_idx < self.evaluation.num_log_images:
+            self._log_grid(f"{stage}/{keys[0]}", bicubic[0], sr[0], gt[0])
+
+    def _eval_end(self, stage: str) -> None:
+        values = self._metrics.pop(stage).compute()
+        baseline = self._metrics.pop(f"{stage}_bicubic").compute()
+        logged = {f"{stage}/{k}": float(v) for k, v in values.items()}
+        logged.update({f"{stage}/bicubic_{k}": float(v) for k, v in baseline.items()})
+        self.log_dict(logged, sync_dist=True)
+
+    def _log_grid(self, tag: str, bicubic: torch.Tensor, sr: torch.Tensor, gt: torch.Tensor) -> None:
+        """Log bicubic | SR | GT crops of the middle frame (each (t, 3, H, W) in [0, 1]) as one image."""
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image"):
+            return
+        t, _, h, w = gt.shape
+        side = min(self.evaluation.log_crop, h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        mid = t // 2
+        crops = [x[mid, :, top : top + side, left : left + side].float().cpu() for x in (bicubic, sr, gt)]
+        experiment.add_image(tag, make_grid(crops, nrow=3, padding=4, pad_value=1.0), self.global_step)
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start("val")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start("test")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    # ------------------------------------------------------------------ predict
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Upscale an LQ-only batch; returns ``{'sr': (b, t, 3, sh, sw) float32 CPU in [0, 1], 'key': [...]}``.
+
+        :class:`zoo.systems.writer.VideoPredictionWriter` writes the frames or videos.
+        """
+        return {"sr": self.upscale(batch["lq"]).cpu(), "key": batch["key"]}
