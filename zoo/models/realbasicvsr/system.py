@@ -12,6 +12,10 @@ Both stages of the paper's recipe live in one LightningModule with manual optimi
 Facts from the official configs (ckkelvinchan/RealBasicVSR ``configs/realbasicvsr_*.py``; open-mmlab/mmagic
 ``configs/real_basicvsr/*.py`` and ``mmagic/models/editors/real_basicvsr/real_basicvsr.py``): sharpened GT in the pixel and
 perceptual losses but not in the GAN loss; one discriminator step per generator step; EMA momentum 0.001 every step.
+
+Note on step counts: with manual optimisation Lightning's ``global_step`` (and so ``max_steps`` and
+``ModelCheckpoint(every_n_train_steps)``) counts every ``optimizer.step()``; in stage 2 one iteration is two steps (G and
+D), so the stage-2 config sets ``max_steps: 300000`` for the paper's 150k iterations.
 """
 from __future__ import annotations
 
