@@ -1,15 +1,20 @@
-"""Pretrained weights: a table of families and the loaders that turn a local file into a ready net.
+"""Pretrained weights: a table of families and the loaders that turn a local file or folder into a ready upscaler.
 
 Only local files are read; nothing is downloaded. :func:`load_pretrained` accepts, per family,
 
-- a checkpoint written by this project's Lightning systems (``state_dict`` with ``net_g_ema.*`` (EMA
-  generator) and/or ``net_g.*`` keys, generator constructor arguments in ``hyper_parameters['net']``), and
-- the family's official release (for RealBasicVSR: mmediting 0.x ``RealBasicVSR_x4.pth``, converted by
-  ``zoo/models/realbasicvsr/convert.py``), and
-- a bare ``state_dict()`` of the net.
+- ``realbasicvsr``: a checkpoint written by this project's Lightning systems (``state_dict`` with ``net_g_ema.*``
+  (EMA generator) and/or ``net_g.*`` keys, generator constructor arguments in ``hyper_parameters['net']``), the
+  official mmediting 0.x ``RealBasicVSR_x4.pth`` (converted by ``zoo/models/realbasicvsr/convert.py``), or a bare
+  ``state_dict()`` of the net;
+- ``videogigagan``: whatever :func:`zoo.models.videogigagan.convert.load_videogigagan` accepts (a vsrzoo Lightning
+  checkpoint; there is no official release);
+- ``upscale_a_video``: the released Upscale-A-Video folder, a diffusers SD x4 upscaler folder, or a vsrzoo
+  Lightning checkpoint of :class:`~zoo.models.upscale_a_video.system.UpscaleAVideo` (see
+  :func:`zoo.hub_diffusion.load_upscale_a_video_pipeline`); the result is the sampler wrapped as an upscaler module
+  (``fn(lq) -> sr`` with ``.scale``), with the sampling options fixed.
 
-The family table is a plain dict ``name -> loader``; a new family adds one entry (the import path is the
-registry). Loaders import their family lazily so that ``import zoo.hub`` stays cheap.
+The family table is a plain dict ``name -> loader(path, overrides)``; a new family adds one entry (the import path
+is the registry). Loaders import their family lazily so that ``import zoo.hub`` stays cheap (no diffusers import).
 """
 from __future__ import annotations
 
@@ -23,6 +28,10 @@ import torch
 from torch import nn
 
 from zoo.errors import ConfigError, WeightsError
+
+__all__ = ["DIFFUSION_FAMILIES", "FAMILIES", "UPSCALE_A_VIDEO_SAMPLING_OPTIONS", "available_families",
+           "check_state_dict", "is_lightning_checkpoint", "lightning_generator_state", "load_pretrained",
+           "net_kwargs_from_hparams", "read_checkpoint"]
 
 #: Prefixes of the generator weights in this project's Lightning checkpoints (EMA first).
 LIGHTNING_EMA_PREFIX = "net_g_ema."
@@ -160,11 +169,16 @@ def _check_overrides(overrides: Mapping[str, object], net_class: type[nn.Module]
                           f"{sorted(accepted)} and use_ema")
 
 
-def _load_realbasicvsr(ckpt: object, source: str, overrides: dict[str, object]) -> nn.Module:
+def _load_realbasicvsr(path: Path, overrides: dict[str, object]) -> nn.Module:
     """RealBasicVSRNet from a project Lightning checkpoint, the official mmediting file or a bare state dict."""
     from zoo.models.realbasicvsr.convert import convert_official_checkpoint, infer_net_kwargs, is_official_checkpoint
     from zoo.models.realbasicvsr.net import RealBasicVSRNet
 
+    if path.is_dir():
+        raise WeightsError(f"realbasicvsr weights path is not a file: {path} is a folder; expected a vsrzoo Lightning "
+                           f".ckpt, the official RealBasicVSR_x4.pth or a RealBasicVSRNet state dict file")
+    source = str(path)
+    ckpt = read_checkpoint(path)
     use_ema = bool(overrides.pop("use_ema", True))
     _check_overrides(overrides, RealBasicVSRNet, "realbasicvsr")
     recorded: dict[str, object] = {}
@@ -189,10 +203,50 @@ def _load_realbasicvsr(ckpt: object, source: str, overrides: dict[str, object]) 
     return net.eval()
 
 
-#: family name -> loader(checkpoint object, source path string, overrides) -> net in eval mode on CPU.
-FAMILIES: dict[str, Callable[[object, str, dict[str, object]], nn.Module]] = {
+def _load_videogigagan(path: Path, overrides: dict[str, object]) -> nn.Module:
+    """VideoGigaGAN generator through :func:`zoo.models.videogigagan.convert.load_videogigagan` (imported lazily)."""
+    module = "zoo.models.videogigagan.convert"
+    try:
+        from zoo.models.videogigagan.convert import load_videogigagan
+    except ImportError as exc:
+        if exc.name != module and "load_videogigagan" not in str(exc):
+            raise  # a real import error inside the module: show it
+        raise ConfigError(f"family 'videogigagan': weights loading is not available in this installation "
+                          f"({module}.load_videogigagan is missing)") from exc
+    return load_videogigagan(path, **overrides)
+
+
+#: Sampling options of :func:`load_pretrained` for ``'upscale_a_video'`` (fields of
+#: :class:`zoo.models.upscale_a_video.sampling.SamplingOptions`); every other override is a loader option.
+UPSCALE_A_VIDEO_SAMPLING_OPTIONS = ("prompt", "negative_prompt", "noise_level", "guidance_scale",
+                                    "num_inference_steps", "propagation_steps", "color_fix", "seed", "window",
+                                    "window_overlap", "tile", "tile_overlap", "vae_chunk", "progress")
+
+
+def _load_upscale_a_video(path: Path | None, overrides: dict[str, object]) -> nn.Module:
+    """Upscale-A-Video sampler as an upscaler module: ``fn(lq (b, t, 3, h, w)) -> sr (b, t, 3, 4h, 4w)``, ``.scale``.
+
+    ``overrides`` are split into sampling options (:data:`UPSCALE_A_VIDEO_SAMPLING_OPTIONS`, fixed in the returned
+    module; defaults are the official ones) and loader options of
+    :func:`zoo.hub_diffusion.load_upscale_a_video_pipeline`.
+    """
+    from zoo.hub_diffusion import load_upscale_a_video_pipeline, upscaler_from_pipeline
+
+    sampling = {k: overrides.pop(k) for k in list(overrides) if k in UPSCALE_A_VIDEO_SAMPLING_OPTIONS}
+    pipeline = load_upscale_a_video_pipeline(path, **overrides)
+    return upscaler_from_pipeline(pipeline, **sampling)
+
+
+#: family name -> loader(path (file or folder; None = random initialisation where supported), overrides) -> the
+#: upscaler module in eval mode on the CPU. Loaders import their family on first use.
+FAMILIES: dict[str, Callable[[Path | None, dict[str, object]], nn.Module]] = {
     "realbasicvsr": _load_realbasicvsr,
+    "videogigagan": _load_videogigagan,
+    "upscale_a_video": _load_upscale_a_video,
 }
+
+#: Families whose upscaler is a diffusion sampler (sampling options; ``path=None`` gives random networks).
+DIFFUSION_FAMILIES = frozenset({"upscale_a_video"})
 
 
 def available_families() -> list[str]:
@@ -200,23 +254,38 @@ def available_families() -> list[str]:
     return sorted(FAMILIES)
 
 
-def load_pretrained(family: str, path: str | Path, **overrides: object) -> nn.Module:
-    """Build a family's generator from a local weights file, in eval mode on the CPU.
+def load_pretrained(family: str, path: str | Path | None, **overrides: object) -> nn.Module:
+    """Build a family's upscaler from local weights (a file or a folder), in eval mode on the CPU.
 
     Args:
-        family: one of :func:`available_families` (``'realbasicvsr'``).
-        path: a vsrzoo Lightning ``.ckpt``, the family's official weights file, or a bare ``state_dict()``.
-        **overrides: constructor arguments of the family's net applied on top of those recorded in the
-            checkpoint (e.g. ``dynamic_refine_thres=5``), plus ``use_ema`` (default True: use the EMA
-            generator when the checkpoint has one).
+        family: one of :func:`available_families` (``'realbasicvsr'``, ``'upscale_a_video'``, ``'videogigagan'``).
+        path: the family's weights:
+
+            - ``realbasicvsr``: a vsrzoo Lightning ``.ckpt``, the official ``RealBasicVSR_x4.pth`` or a bare
+              ``state_dict()`` file;
+            - ``videogigagan``: see :func:`zoo.models.videogigagan.convert.load_videogigagan`;
+            - ``upscale_a_video``: the released Upscale-A-Video folder, a diffusers SD x4 upscaler folder, or a
+              vsrzoo Lightning checkpoint of the ``UpscaleAVideo`` system; ``None`` only for this (diffusion)
+              family: randomly initialised networks with a loud warning (results are meaningless).
+        **overrides:
+            ``realbasicvsr``: constructor arguments of the net applied on top of those recorded in the checkpoint
+            (e.g. ``dynamic_refine_thres=5``), plus ``use_ema`` (default True: the EMA generator when present).
+            ``upscale_a_video``: sampling options (:data:`UPSCALE_A_VIDEO_SAMPLING_OPTIONS`: ``noise_level`` 120,
+            ``guidance_scale`` 6, ``num_inference_steps`` 30, ``prompt``, ``negative_prompt``,
+            ``propagation_steps`` (), ``color_fix`` ``'wavelet'``, ``seed`` 0, ``window`` 8 / ``window_overlap``
+            2 frames, ``tile`` 256 / ``tile_overlap`` 64 LQ px, ``vae_chunk`` 3, ``progress``) and loader options
+            of :func:`zoo.hub_diffusion.load_upscale_a_video_pipeline` (``use_video_vae``, ``load_text_encoder``,
+            ``load_flow_net``, ``raft_path``, ``unet``, ``vae``, ``pretrained``, ``use_ema``).
 
     Returns:
-        The net (``nn.Module``) in eval mode on the CPU.
+        The upscaler (``nn.Module``, ``forward(lq (b, t, 3, h, w) float [0, 1]) -> (b, t, 3, scale h, scale w)``)
+        in eval mode on the CPU. The diffusion family's module has a ``scale`` attribute (4) and returns CPU float32
+        in [0, 1].
 
     Raises:
-        ConfigError: unknown family or unknown override name.
-        WeightsError: missing path, a file that is not a PyTorch checkpoint, a checkpoint of another kind
-            or family, or weights that do not match the architecture.
+        ConfigError: unknown family, unknown override name, ``path=None`` for a family that needs weights.
+        WeightsError: missing path (named in the message), a file or folder of the wrong kind or family, or
+            weights that do not match the architecture.
 
     Note:
         Files holding pickled Python objects are loaded with ``weights_only=False`` (see
@@ -224,5 +293,12 @@ def load_pretrained(family: str, path: str | Path, **overrides: object) -> nn.Mo
     """
     if family not in FAMILIES:
         raise ConfigError(f"unknown family {family!r}; available: {available_families()}")
-    ckpt = read_checkpoint(path)
-    return FAMILIES[family](ckpt, str(path), dict(overrides))
+    if path is None:
+        if family not in DIFFUSION_FAMILIES:
+            raise ConfigError(f"family {family!r} needs a weights path (random initialisation is offered only for "
+                              f"{sorted(DIFFUSION_FAMILIES)})")
+        return FAMILIES[family](None, dict(overrides))
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise WeightsError(f"weights file or folder not found: {path}")
+    return FAMILIES[family](path, dict(overrides))

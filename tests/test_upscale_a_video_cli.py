@@ -1,0 +1,155 @@
+"""`vsrzoo upscale --model upscale_a_video` on a small real mp4 through the full sampling path, and its flag checks.
+
+The weights are the tiny synthetic released-format folder of ``tests/test_hub.py`` (random weights, x4 VAE, CLIP text
+encoder, RAFT): the run exercises loading, streaming chunks, temporal windows, classifier-free guidance, latent
+propagation with RAFT, VAE decoding and the wavelet colour fix; the pictures are meaningless.
+"""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from test_hub import TINY_UNET, TINY_VAE, write_tiny_released_folder
+from zoo.cli import main
+from zoo.data.video_io import open_video
+from zoo.testing import sample_clip_dir, shared_data_dir
+
+torch.set_num_threads(1)
+
+#: LQ side of the test clip: RAFT (latent propagation) needs frames of at least 128 px.
+SIDE = 128
+NUM_FRAMES = 6
+
+
+def _square(img: np.ndarray) -> av.VideoFrame:
+    """Centre square crop of an RGB uint8 frame, area-resized to SIDE x SIDE."""
+    h, w = img.shape[:2]
+    s = min(h, w)
+    crop = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    small = F.interpolate(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float(),
+                          size=(SIDE, SIDE), mode="area")
+    arr = small[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+
+
+@pytest.fixture(scope="module")
+def small_real_mp4(tmp_path_factory) -> Path:
+    """The first 6 frames of the real old_video_1.mp4 (25 fps, AAC audio copied), centre crop at 128x128.
+
+    Falls back to the embedded real sample frames (no audio) when ../shared/data is absent.
+    """
+    out = tmp_path_factory.mktemp("video") / "old_video_small.mp4"
+    data = shared_data_dir()
+    source = data / "uav_old_video_1" / "old_video_1.mp4" if data else None
+    with av.open(str(out), "w") as outp:
+        if source is not None and source.is_file():
+            with av.open(str(source)) as inp:
+                vin, ain = inp.streams.video[0], inp.streams.audio[0]
+                vout = outp.add_stream("libx264", rate=vin.average_rate)
+                vout.width, vout.height, vout.pix_fmt = SIDE, SIDE, "yuv420p"
+                aout = outp.add_stream_from_template(ain)
+                written = 0
+                for packet in inp.demux(vin, ain):
+                    if packet.stream is ain:
+                        if packet.dts is not None:
+                            packet.stream = aout
+                            outp.mux(packet)
+                        continue
+                    for frame in packet.decode():
+                        if written < NUM_FRAMES:
+                            outp.mux(vout.encode(_square(frame.to_ndarray(format="rgb24"))))
+                            written += 1
+        else:
+            vout = outp.add_stream("libx264", rate=25)
+            vout.width, vout.height, vout.pix_fmt = SIDE, SIDE, "yuv420p"
+            for img in open_video(sample_clip_dir()).iter_frames(stop=NUM_FRAMES):
+                outp.mux(vout.encode(_square(img)))
+        outp.mux(vout.encode())
+    return out
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> Path:
+    return write_tiny_released_folder(tmp_path_factory.mktemp("uav") / "upscale_a_video")
+
+
+def test_upscale_real_mp4_full_sampling_path(small_real_mp4, released, tmp_path, capsys):
+    """Streams two chunks of 4 frames (2 shared); per chunk: RAFT flows, 2 DDIM steps with guidance and one
+    propagation, VAE decoding 2 frames at a time, wavelet colour fix; audio and fps kept."""
+    src = open_video(small_real_mp4)
+    assert src.num_frames == NUM_FRAMES and (src.width, src.height) == (SIDE, SIDE)
+    out = tmp_path / "sr.mp4"
+    code = main(["upscale", str(small_real_mp4), "-o", str(out), "--model", "upscale_a_video", "--weights",
+                 str(released), "--steps", "2", "--propagation-steps", "1", "--color-fix", "wavelet",
+                 "--guidance-scale", "6", "--noise-level", "60", "--prompt", "a b", "--negative-prompt", "b",
+                 "--seed", "3", "--chunk-frames", "4", "--overlap", "2", "--option", "vae_chunk=2", "--tile", "0",
+                 "--device", "cpu", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert re.search(rf"{NUM_FRAMES} frames, {4 * SIDE}x{4 * SIDE}", captured.out)
+    sr = open_video(out)
+    assert sr.num_frames == src.num_frames
+    assert (sr.width, sr.height) == (4 * src.width, 4 * src.height)
+    assert abs(sr.fps - src.fps) < 1e-3
+    assert sr.has_audio == src.has_audio
+    if shared_data_dir() is not None:
+        assert src.has_audio and abs(src.fps - 25) < 1e-6
+    frames = sr.read()
+    assert frames.shape == (NUM_FRAMES, 3, 4 * SIDE, 4 * SIDE) and frames.std() > 0
+
+
+def _frames_folder(root: Path, n: int = 2, size: int = 16) -> Path:
+    from PIL import Image
+
+    root.mkdir()
+    for i, img in enumerate(open_video(sample_clip_dir()).iter_frames(stop=n)):
+        Image.fromarray(img[:size, :size]).save(root / f"{i:08d}.png")
+    return root
+
+
+def test_random_weights_run_with_a_loud_warning(tmp_path):
+    clip = _frames_folder(tmp_path / "clip")
+    out = tmp_path / "sr"
+    with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
+        code = main(["upscale", str(clip), "-o", str(out), "--frames", "--model", "upscale_a_video",
+                     "--random-weights", "--option", f"unet={json.dumps(TINY_UNET)}",
+                     "--option", f"vae={json.dumps(TINY_VAE)}",
+                     "--steps", "1", "--device", "cpu", "--no-progress"])
+    assert code == 0
+    assert len(list(out.glob("*.png"))) == 2 and open_video(out).width == 64
+
+
+@pytest.mark.parametrize("case", ["flags_for_regression", "random_for_regression", "no_weights", "weights_and_random",
+                                  "bad_steps", "propagation_too_small", "flag_and_option"])
+def test_diffusion_flag_errors(case, released, tmp_path, capsys):
+    clip = _frames_folder(tmp_path / "clip")
+    base = ["upscale", str(clip), "-o", str(tmp_path / "out"), "--frames", "--device", "cpu", "--no-progress"]
+    uav = ["--model", "upscale_a_video"]
+    argv, expect = {
+        "flags_for_regression": (["--weights", str(tmp_path / "w.pth"), "--steps", "3", "--seed", "1"],
+                                 "--steps, --seed: diffusion sampling option"),
+        "random_for_regression": (["--random-weights"], "diffusion families only"),
+        "no_weights": (uav, "--random-weights"),
+        "weights_and_random": (uav + ["--weights", str(released), "--random-weights"], "not both"),
+        "bad_steps": (uav + ["--weights", str(released), "--steps", "4", "--propagation-steps", "1,x"],
+                      "propagation_steps must be integers"),
+        "propagation_too_small": (uav + ["--weights", str(released), "--steps", "4", "--propagation-steps", "3"],
+                                  "at least 128x128"),
+        "flag_and_option": (uav + ["--weights", str(released), "--seed", "1", "--option", "seed=2"], "both"),
+    }[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(base + argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]  # transformers may draw a progress bar before
+    assert last.startswith("error: ") and "Traceback" not in err and expect in last
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

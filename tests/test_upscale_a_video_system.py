@@ -1,0 +1,143 @@
+"""Upscale-A-Video LightningModules on tiny random networks: recipes run, the v-loss trains, the right parts train."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from zoo.cli import lightning_main
+from zoo.errors import ConfigError, WeightsError
+from zoo.models.upscale_a_video.sampling import SamplingOptions
+from zoo.models.upscale_a_video.system import UpscaleAVideo, UpscaleAVideoVAEFinetune
+from zoo.systems.base import EvalOptions
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_UNET = dict(
+    block_out_channels=(32, 32, 64), layers_per_block=1,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    only_cross_attention=(True, True, False), attention_head_dim=1, cross_attention_dim=32)
+TINY_VAE = dict(block_out_channels=(32, 32, 32), layers_per_block=1, norm_num_groups=32)
+FAST_SAMPLING = SamplingOptions(num_inference_steps=1, tile=None, window=4, window_overlap=1)
+NO_METRICS = EvalOptions(lpips=False, warping_error=False)
+
+
+def _quiet(cls, **kwargs):  # noqa: ANN001, ANN202
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random-initialisation and no-text-encoder warnings
+        return cls(unet=TINY_UNET, vae=TINY_VAE, sampling=FAST_SAMPLING, evaluation=NO_METRICS, **kwargs)
+
+
+def _batch(t: int = 4, h: int = 16, w: int = 16, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    gt = torch.rand(1, t, 3, 4 * h, 4 * w, generator=g)
+    lq = rearrange(F.avg_pool2d(rearrange(gt, "b t c h w -> (b t) c h w"), 4), "(b t) c h w -> b t c h w", b=1)
+    return {"lq": lq, "gt": gt, "key": ["clip"]}
+
+
+def _run_cli(monkeypatch, *args: str) -> int:  # noqa: ANN001
+    monkeypatch.chdir(ROOT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lightning_main(["fit", *args, "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false",
+                               "--trainer.enable_model_summary=false"])
+
+
+def test_recipe_fast_dev_run_with_tiny_override(monkeypatch):
+    assert _run_cli(monkeypatch, "--config", "zoo/upscale_a_video.yaml",
+                    "--config", "configs/upscale_a_video/tiny_cpu.yaml") == 0
+
+
+def test_vae_recipe_fast_dev_run_with_tiny_override(monkeypatch):
+    assert _run_cli(monkeypatch, "--config", "configs/upscale_a_video/vae_finetune.yaml",
+                    "--config", "configs/upscale_a_video/tiny_cpu.yaml", "--model.init_args.lpips_weight=0",
+                    "--model.init_args.gan_start_step=0",
+                    "--model.init_args.discriminator.init_args.mid_channels=8") == 0
+
+
+def test_random_init_warns_loudly():
+    with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
+        UpscaleAVideo(unet=TINY_UNET, vae=TINY_VAE)
+
+
+def test_training_steps_lower_the_v_loss_on_a_fixed_batch():
+    system = _quiet(UpscaleAVideo, lr=2e-3, prompt_dropout=0.0)
+    optimizer = system.configure_optimizers()
+    batch = _batch()
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(0)  # the same latents noise, timesteps and noise levels every time
+        return system.diffusion_loss(batch["lq"], batch["gt"], [""])
+
+    with torch.no_grad():
+        start = loss().item()
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    with torch.no_grad():
+        end = loss().item()
+    assert end < 0.9 * start, (start, end)
+
+
+def test_only_temporal_layers_train_by_default():
+    system = _quiet(UpscaleAVideo)
+    system.train()
+    unet = system.net_g.unet
+    trainable = {n for n, p in system.named_parameters() if p.requires_grad}
+    temporal = {f"net_g.unet.{n}" for n, p in unet.named_parameters() if "temporal" in n}
+    assert trainable == temporal and trainable
+    assert unet.training and not system.net_g.vae.training  # frozen VAE stays in eval mode
+    torch.manual_seed(0)
+    batch = _batch(t=2, h=8, w=8)
+    system.diffusion_loss(batch["lq"], batch["gt"], [""]).backward()
+    assert all(p.grad is not None for n, p in system.named_parameters() if p.requires_grad)
+    assert all(p.grad is None for p in system.net_g.vae.parameters())
+    everything = _quiet(UpscaleAVideo, train_temporal_only=False, gradient_checkpointing=True)
+    assert all(p.requires_grad for p in everything.net_g.unet.parameters())
+    assert everything.net_g.unet.gradient_checkpointing
+
+
+def test_system_upscale_runs_the_sampler():
+    system = _quiet(UpscaleAVideo).eval()
+    lq = _batch(t=3, h=8, w=8)["lq"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sr = system.upscale(lq)
+    assert sr.shape == (1, 3, 3, 32, 32) and 0 <= float(sr.min()) and float(sr.max()) <= 1
+
+
+def test_system_option_checks():
+    with pytest.raises(ConfigError, match="noise_level_range"):
+        _quiet(UpscaleAVideo, noise_level_range=(0, 400))
+    with pytest.raises(ConfigError, match="scale"):
+        _quiet(UpscaleAVideo, scale=2)
+    with pytest.raises(ConfigError, match="use_video_vae"):
+        _quiet(UpscaleAVideoVAEFinetune, use_video_vae=False, lpips_weight=0.0)
+
+
+def test_vae_finetune_trains_the_new_decoder_layers():
+    system = _quiet(UpscaleAVideoVAEFinetune, lpips_weight=0.0, gan_weight=0.0)
+    system.train()
+    vae = system.net_g.vae
+    trainable = {n for n, p in vae.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in vae.named_parameters() if "temporal" in n or "condition_" in n}
+    assert not any(p.requires_grad for p in system.net_g.unet.parameters())
+    assert not system.net_g.unet.training
+    batch = _batch(t=3, h=8, w=8)
+    latents = system._encode(batch["gt"], sample=False)
+    sr = system.decode(latents, batch["lq"])
+    assert sr.shape == batch["gt"].shape
+    F.l1_loss(sr, batch["gt"]).backward()
+    assert all(p.grad is not None for p in vae.parameters() if p.requires_grad)
+
+
+def test_vae_finetune_needs_lpips_weights_when_weighted(tmp_path):
+    with pytest.raises(WeightsError, match="lpips_weight"):
+        _quiet(UpscaleAVideoVAEFinetune, lpips_weights=str(tmp_path / "missing_alexnet.pth"))
