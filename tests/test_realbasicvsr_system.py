@@ -205,3 +205,20 @@ def test_predict_writes_upscaled_clips(tmp_path) -> None:
     trainer.predict(system, datamodule=dm, return_predictions=False)
     written = open_video(out / "lq_clip")
     assert written.num_frames == 3 and (written.width, written.height) == (240, 160)
+
+
+def test_cli_stage2_without_vgg_weights_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """The missing-weights error raised while LightningCLI builds the model reaches the user as one line, exit 2."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    code = lightning_main([
+        "fit", "--config", str(root / "zoo/realbasicvsr.yaml"), "--config", str(root / "configs/realbasicvsr/stage2_gan.yaml"),
+        "--trainer.fast_dev_run=true", "--model.init_args.net.init_args.num_propagation_blocks=1",
+        "--model.init_args.net.init_args.num_cleaning_blocks=1",
+    ])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("error: PerceptualLoss needs the ImageNet VGG19 weights")
+    assert "Traceback" not in err

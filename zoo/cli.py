@@ -51,11 +51,31 @@ def make_cli(args: Sequence[str] | None = None, *, run: bool = True):  # noqa: A
     )
 
 
+def _user_error(err: BaseException) -> ZooError | None:
+    """The ZooError behind ``err``: itself, one in its cause/context chain, or one whose message a library
+    (jsonargparse instantiating a config) folded into its own error text."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ZooError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    last = ZooError.last
+    if last is not None and str(last) and str(last) in str(err):
+        return last
+    return None
+
+
 def _run_guarded(fn, *args) -> int:  # noqa: ANN001
+    ZooError.last = None
     try:
         fn(*args)
-    except ZooError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is a user error
+        user_error = _user_error(err)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         return 2
     return 0
 

@@ -8,7 +8,18 @@ user never sees a raw traceback from deep inside a library.
 
 
 class ZooError(Exception):
-    """Base class of every user-facing vsrzoo error."""
+    """Base class of every user-facing vsrzoo error.
+
+    The most recently created instance is kept in ``ZooError.last`` so that the command line can recognise a
+    ZooError that a library (jsonargparse, while instantiating classes from a config) re-raised as its own error
+    with the message embedded.
+    """
+
+    last: "ZooError | None" = None
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        ZooError.last = self
 
 
 class InputError(ZooError, ValueError):
