@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 
 from zoo.inference import upscale_tensor
@@ -72,6 +73,20 @@ class VSRSystem(L.LightningModule):
         self.scale = scale
         self.evaluation = evaluation or EvalOptions()
         self._metrics: dict[str, VideoMetrics] = {}
+
+    def build_ema(self, ema_decay: float | None) -> None:
+        """Keep an exponential moving average of ``self.net_g`` as ``self.net_g_ema`` (``None``: no EMA).
+
+        Uses ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn(ema_decay)`` over parameters and
+        buffers; the first ``update_parameters`` call copies the generator, later ones apply
+        ``ema = decay * ema + (1 - decay) * net`` (mmediting's EMA hook with momentum ``1 - decay``). Subclasses call
+        ``self.net_g_ema.update_parameters(self.net_g)`` after each generator step.
+        """
+        if ema_decay is None:
+            self.net_g_ema = None
+            return
+        self.net_g_ema = AveragedModel(self.net_g, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.net_g_ema.requires_grad_(False)
 
     # ------------------------------------------------------------------ inference
     @property

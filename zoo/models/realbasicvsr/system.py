@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from basicsr.utils.img_process_util import USMSharp
 from einops import rearrange
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from zoo.config import describe_module
 from zoo.errors import WeightsError
@@ -100,13 +99,7 @@ class RealBasicVSR(VSRSystem):
         self.hparams["net"] = describe_module(self.net_g)
         if init_from:
             self._init_generator(init_from)
-        self.net_g_ema = (
-            AveragedModel(self.net_g, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-            if ema_decay is not None
-            else None
-        )
-        if self.net_g_ema is not None:
-            self.net_g_ema.requires_grad_(False)
+        self.build_ema(ema_decay)
 
         self.usm = USMSharp()
         self.perceptual = (

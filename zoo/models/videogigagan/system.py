@@ -31,7 +31,6 @@ from typing import Any
 import torch
 from einops import rearrange
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from zoo.config import describe_module
 from zoo.errors import ConfigError, InputError, WeightsError
@@ -154,13 +153,7 @@ class VideoGigaGAN(VSRSystem):
             raise ConfigError(f"the generator is x{self.net_g.scale} but the system (and data) scale is {scale}")
         # the net's constructor arguments, so that load_videogigagan can rebuild it from a checkpoint alone
         self.hparams["net"] = describe_module(self.net_g)
-        self.net_g_ema = (
-            AveragedModel(self.net_g, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-            if ema_decay is not None
-            else None
-        )
-        if self.net_g_ema is not None:
-            self.net_g_ema.requires_grad_(False)
+        self.build_ema(ema_decay)
 
         self.charbonnier = CharbonnierLoss()
         # LPIPS is a training loss only: built when fitting starts (setup), kept out of the module tree so that
