@@ -88,6 +88,17 @@ class VSRSystem(L.LightningModule):
         self.net_g_ema = AveragedModel(self.net_g, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.net_g_ema.requires_grad_(False)
 
+    def adam_optimizers(self) -> Any:
+        """Adam for the generator's trainable parameters (``hparams.lr_g``) and, when ``self.net_d`` exists, for the
+        discriminator (``hparams.lr_d``); both with ``hparams.betas`` and a constant learning rate."""
+        betas = tuple(self.hparams.betas)
+        trainable = [p for p in self.net_g.parameters() if p.requires_grad]
+        opt_g = torch.optim.Adam(trainable, lr=self.hparams.lr_g, betas=betas)
+        if getattr(self, "net_d", None) is None:
+            return opt_g
+        opt_d = torch.optim.Adam(self.net_d.parameters(), lr=self.hparams.lr_d, betas=betas)
+        return [opt_g, opt_d]
+
     # ------------------------------------------------------------------ inference
     @property
     def inference_net(self) -> nn.Module:

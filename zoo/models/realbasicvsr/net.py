@@ -26,6 +26,7 @@ from torch.nn.utils import spectral_norm
 
 from zoo.config import register_init_args
 from zoo.errors import InputError
+from zoo.layers.checks import check_rgb_video
 from zoo.layers.blocks import PixelShufflePack, ResidualBlocksWithInputConv
 from zoo.layers.flow import SPyNet, flow_warp
 
@@ -39,21 +40,6 @@ MIN_PROPAGATION_SIZE = 64
 #: Channels of the high-resolution layers (``upsample2`` output, ``conv_hr``); fixed to 64 officially,
 #: independent of ``mid_channels``.
 HR_CHANNELS = 64
-
-
-def _check_lq(lq: torch.Tensor) -> None:
-    """Raise InputError unless ``lq`` is a non-empty float tensor laid out as (b, t, 3, h, w)."""
-    if not isinstance(lq, torch.Tensor):
-        raise InputError(f"lq must be a torch.Tensor (b, t, 3, h, w); got {type(lq).__name__}")
-    if lq.ndim != 5:
-        raise InputError(f"lq must be a video batch (b, t, 3, h, w) in [0, 1]; got shape {tuple(lq.shape)} "
-                         f"(ndim {lq.ndim})")
-    if lq.shape[2] != 3:
-        raise InputError(f"lq must be RGB (b, t, 3, h, w); got {lq.shape[2]} channels in shape {tuple(lq.shape)}")
-    if min(lq.shape) < 1:
-        raise InputError(f"lq must not be empty; got shape {tuple(lq.shape)}")
-    if not lq.is_floating_point():
-        raise InputError(f"lq must be a float tensor in [0, 1]; got dtype {lq.dtype}")
 
 
 class RealBasicVSRNet(nn.Module):
@@ -234,7 +220,7 @@ class RealBasicVSRNet(nn.Module):
         Raises:
             InputError: if ``lq`` is not a float tensor laid out as (b, t, 3, h, w).
         """
-        _check_lq(lq)
+        check_rgb_video(lq, "lq")
         cleaned = self.clean(lq)
         h, w = cleaned.shape[-2:]
         pad_h, pad_w = max(MIN_PROPAGATION_SIZE - h, 0), max(MIN_PROPAGATION_SIZE - w, 0)

@@ -213,10 +213,4 @@ class RealBasicVSR(VSRSystem):
     # ------------------------------------------------------------------ optimisers
     def configure_optimizers(self) -> Any:
         """Adam for G (and D in stage 2), betas (0.9, 0.99), constant lr as the official recipes ("NO learning policy")."""
-        betas = tuple(self.hparams.betas)
-        trainable = [p for p in self.net_g.parameters() if p.requires_grad]
-        opt_g = torch.optim.Adam(trainable, lr=self.hparams.lr_g, betas=betas)
-        if self.net_d is None:
-            return opt_g
-        opt_d = torch.optim.Adam(self.net_d.parameters(), lr=self.hparams.lr_d, betas=betas)
-        return [opt_g, opt_d]
+        return self.adam_optimizers()

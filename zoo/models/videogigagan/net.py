@@ -40,6 +40,7 @@ from torch.nn import functional as F
 
 from zoo.config import register_init_args
 from zoo.errors import ConfigError, InputError
+from zoo.layers.checks import check_rgb_video
 from zoo.layers.antialias import Downsample2d, HighFrequencyShuttle, check_filter_size
 from zoo.layers.propagation import BidirectionalPropagation
 from zoo.layers.temporal import TemporalConv, TemporalSelfAttention
@@ -54,21 +55,6 @@ DEMOD_EPS = 1e-8
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, LRELU_SLOPE) * LRELU_GAIN
-
-
-def _check_video(x: torch.Tensor, name: str) -> None:
-    """Raise InputError unless ``x`` is a non-empty float tensor laid out as (b, t, 3, h, w)."""
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor (b, t, 3, h, w); got {type(x).__name__}")
-    if x.ndim != 5:
-        raise InputError(f"{name} must be a video batch (b, t, 3, h, w) in [0, 1]; got shape {tuple(x.shape)} "
-                         f"(ndim {x.ndim})")
-    if x.shape[2] != 3:
-        raise InputError(f"{name} must be RGB (b, t, 3, h, w); got {x.shape[2]} channels in shape {tuple(x.shape)}")
-    if min(x.shape) < 1:
-        raise InputError(f"{name} must not be empty; got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise InputError(f"{name} must be a float tensor in [0, 1]; got dtype {x.dtype}")
 
 
 def _pad_frames(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -474,7 +460,7 @@ class VideoGigaGANNet(nn.Module):
         """
         if self.propagation is None:
             raise ConfigError("this VideoGigaGANNet was built with flow_propagation=False; it has no propagate()")
-        _check_video(lq, "lq")
+        check_rgb_video(lq, "lq")
         feats_backward, feats_forward = self.propagation(lq)
         return torch.cat([feats_backward, feats_forward], dim=2)
 
@@ -492,7 +478,7 @@ class VideoGigaGANNet(nn.Module):
         Raises:
             InputError: for a badly laid out ``lq``, or ``feats`` of the wrong shape or given without propagation.
         """
-        _check_video(lq, "lq")
+        check_rgb_video(lq, "lq")
         b, t, _, h, w = lq.shape
         if self.propagation is None:
             if feats is not None:
@@ -538,7 +524,7 @@ class VideoGigaGANNet(nn.Module):
         Raises:
             InputError: if ``lq`` is not a float tensor laid out as (b, t, 3, h, w).
         """
-        _check_video(lq, "lq")
+        check_rgb_video(lq, "lq")
         feats = self.propagate(lq) if self.propagation is not None else None
         return self.upsample(lq, feats)
 

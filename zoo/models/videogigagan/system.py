@@ -319,10 +319,4 @@ class VideoGigaGAN(VSRSystem):
     # ------------------------------------------------------------------ optimisers
     def configure_optimizers(self) -> Any:
         """Adam for G (trainable parameters only: SPyNet is frozen by default) and, with a GAN, for D; constant lr."""
-        betas = tuple(self.hparams.betas)
-        trainable = [p for p in self.net_g.parameters() if p.requires_grad]
-        opt_g = torch.optim.Adam(trainable, lr=self.hparams.lr_g, betas=betas)
-        if self.net_d is None:
-            return opt_g
-        opt_d = torch.optim.Adam(self.net_d.parameters(), lr=self.hparams.lr_d, betas=betas)
-        return [opt_g, opt_d]
+        return self.adam_optimizers()
