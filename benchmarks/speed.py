@@ -24,7 +24,9 @@ Families (``--families``):
 - ``upscale_a_video_unet``: ONE denoising step of the full Upscale-A-Video UNet
   (:class:`zoo.models.upscale_a_video.net.UpscaleAVideoUNet`, 691 M) on one temporal window at LQ resolution, with
   classifier-free guidance (batch 2, text tokens 77 x 1024 of zeros); a full sampling run costs about
-  ``num_inference_steps (30) x windows x tiles`` such steps plus the VAE.
+  ``num_inference_steps (30) x windows x tiles`` such steps plus the VAE; the whole sampler (text encoder, RAFT
+  propagation, tiled and windowed guided DDIM, temporal VAE decoding, colour fix, video writing) at 180p -> 720p is
+  measured by ``benchmarks/upscale_a_video_sampling.py``.
 
 Options that matter for speed are measured, not guessed: ``--dtypes fp32,bf16,fp16`` (autocast), ``--compile``
 (``torch.compile`` of each top-level submodule: compiling the whole recurrent net would unroll its loop over
@@ -316,7 +318,8 @@ _GROUP_NOTES = {
     "families": "`upscale_a_video_unet` is ONE denoising step of the full Upscale-A-Video UNet on a window at LQ "
                 "(= latent) resolution with classifier-free guidance (batch 2); its output is the v-prediction at "
                 "latent size. A full sampling run costs about 30 steps x temporal windows x spatial tiles of these, "
-                "plus the VAE decoder.",
+                "plus the VAE decoder; `benchmarks/upscale_a_video_sampling.py` measures the whole sampler at "
+                "180p -> 720p.",
 }
 
 
