@@ -99,6 +99,49 @@ class VSRSystem(L.LightningModule):
         opt_d = torch.optim.Adam(self.net_d.parameters(), lr=self.hparams.lr_d, betas=betas)
         return [opt_g, opt_d]
 
+    # ------------------------------------------------------------------ manual G/D optimisation
+    def manual_optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+        """``(opt_g, opt_d)`` of manual optimisation; ``opt_d`` is None when there is no discriminator."""
+        optimizers = self.optimizers()
+        return tuple(optimizers) if isinstance(optimizers, (list, tuple)) else (optimizers, None)
+
+    def adversarial_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        """Generator's GAN term ``gan_loss(net_d(fake), real=True)`` with ``self.net_d`` frozen (its parameters get
+        no gradient from the generator step). ``fake``: whatever ``self.net_d`` takes, e.g. (b t, 3, H, W)."""
+        self.net_d.requires_grad_(False)
+        return self.gan_loss(self.net_d(fake), True)
+
+    def generator_step(self, opt_g: torch.optim.Optimizer, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum ``losses``, back-propagate, step ``opt_g``, then update the EMA generator (when there is one).
+
+        Returns:
+            the summed generator loss (a scalar tensor, still attached).
+        """
+        loss_g = sum(losses.values())
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        opt_g.step()
+        if getattr(self, "net_g_ema", None) is not None:
+            self.net_g_ema.update_parameters(self.net_g)
+        return loss_g
+
+    def discriminator_step(self, opt_d: torch.optim.Optimizer, real: torch.Tensor,
+                           fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One discriminator update as in Real-ESRGAN / RealBasicVSR (BasicSR ``RealESRGANModel.optimize_parameters``):
+        real and fake terms back-propagated one after the other, then one ``opt_d`` step; ``fake`` is detached.
+
+        Returns:
+            ``{'d_real', 'd_fake'}`` detached losses, for logging.
+        """
+        self.net_d.requires_grad_(True)
+        opt_d.zero_grad(set_to_none=True)
+        loss_real = self.gan_loss(self.net_d(real), True, is_disc=True)
+        self.manual_backward(loss_real)
+        loss_fake = self.gan_loss(self.net_d(fake.detach()), False, is_disc=True)
+        self.manual_backward(loss_fake)
+        opt_d.step()
+        return {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
+
     # ------------------------------------------------------------------ inference
     @property
     def inference_net(self) -> nn.Module:

@@ -132,8 +132,7 @@ class RealBasicVSR(VSRSystem):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """One generator step (and one discriminator step in stage 2) on ``{'lq', 'gt'}`` (b, t, 3, ...) in [0, 1]."""
         lq, gt = batch["lq"], batch["gt"]
-        optimizers = self.optimizers()
-        opt_g, opt_d = (optimizers if isinstance(optimizers, (list, tuple)) else (optimizers, None))
+        opt_g, opt_d = self.manual_optimizers()
         needs_sharp = self.hparams.sharpen_gt_pixel or (self.perceptual is not None and self.hparams.sharpen_gt_perceptual) or (
             self.net_d is not None and self.hparams.sharpen_gt_gan
         )
@@ -153,27 +152,12 @@ class RealBasicVSR(VSRSystem):
             losses["perceptual"] = self.hparams.perceptual_weight * self.perceptual(sr, gt_percep)
         sr_frames = rearrange(sr, "b t c h w -> (b t) c h w")
         if self.net_d is not None:
-            self.net_d.requires_grad_(False)
-            losses["gan_g"] = self.hparams.gan_weight * self.gan_loss(self.net_d(sr_frames), True)
-        loss_g = sum(losses.values())
-
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
-        if self.net_g_ema is not None:
-            self.net_g_ema.update_parameters(self.net_g)
+            losses["gan_g"] = self.hparams.gan_weight * self.adversarial_loss(sr_frames)
+        loss_g = self.generator_step(opt_g, losses)
 
         if self.net_d is not None:
-            self.net_d.requires_grad_(True)
             gt_gan = rearrange(gt_sharp if self.hparams.sharpen_gt_gan else gt, "b t c h w -> (b t) c h w")
-            opt_d.zero_grad(set_to_none=True)
-            loss_d_real = self.gan_loss(self.net_d(gt_gan), True, is_disc=True)
-            self.manual_backward(loss_d_real)
-            loss_d_fake = self.gan_loss(self.net_d(sr_frames.detach()), False, is_disc=True)
-            self.manual_backward(loss_d_fake)
-            opt_d.step()
-            losses["d_real"] = loss_d_real.detach()
-            losses["d_fake"] = loss_d_fake.detach()
+            losses.update(self.discriminator_step(opt_d, gt_gan, sr_frames))
 
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False)
         self.log("train/loss_g", loss_g.detach(), prog_bar=True)

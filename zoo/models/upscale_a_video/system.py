@@ -320,8 +320,7 @@ class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """One decoder step and (with a GAN) one discriminator step on ``{'lq', 'gt'}`` in [0, 1]."""
         lq, gt = batch["lq"], batch["gt"]
-        optimizers = self.optimizers()
-        opt_g, opt_d = optimizers if isinstance(optimizers, (list, tuple)) else (optimizers, None)
+        opt_g, opt_d = self.manual_optimizers()
         latents = self._encode(gt, sample=self.hparams.sample_posterior)
         sr = self.decode(latents, lq)
         sr_frames = rearrange(sr, "b t c h w -> (b t) c h w")
@@ -332,22 +331,11 @@ class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
             losses["lpips"] = self.hparams.lpips_weight * distance.mean()
         use_gan = self.net_d is not None and self.global_step >= self.hparams.gan_start_step
         if use_gan:
-            self.net_d.requires_grad_(False)
-            losses["gan_g"] = self.hparams.gan_weight * self.gan_loss(self.net_d(sr_frames), True)
-        loss_g = sum(losses.values())
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
+            losses["gan_g"] = self.hparams.gan_weight * self.adversarial_loss(sr_frames)
+        loss_g = self.generator_step(opt_g, losses)
 
         if use_gan:
-            self.net_d.requires_grad_(True)
-            opt_d.zero_grad(set_to_none=True)
-            loss_real = self.gan_loss(self.net_d(gt_frames), True, is_disc=True)
-            self.manual_backward(loss_real)
-            loss_fake = self.gan_loss(self.net_d(sr_frames.detach()), False, is_disc=True)
-            self.manual_backward(loss_fake)
-            opt_d.step()
-            losses["d_real"], losses["d_fake"] = loss_real.detach(), loss_fake.detach()
+            losses.update(self.discriminator_step(opt_d, gt_frames, sr_frames))
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()})
         self.log("train/loss_g", loss_g.detach(), prog_bar=True)
         return loss_g.detach()

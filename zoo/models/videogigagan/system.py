@@ -263,8 +263,7 @@ class VideoGigaGAN(VSRSystem):
         ``train/d_fake`` (unweighted) and ``train/r1`` (unweighted penalty, on R1 steps).
         """
         lq, gt = batch["lq"], batch["gt"]
-        optimizers = self.optimizers()
-        opt_g, opt_d = optimizers if isinstance(optimizers, (list, tuple)) else (optimizers, None)
+        opt_g, opt_d = self.manual_optimizers()
         hp = self.hparams
 
         sr = self.net_g(lq)
@@ -274,14 +273,8 @@ class VideoGigaGAN(VSRSystem):
                 self.setup("fit")
             losses["lpips"] = hp.lpips_weight * self._lpips_loss(sr, gt)
         if self.net_d is not None:
-            self.net_d.requires_grad_(False)
-            losses["gan_g"] = hp.gan_weight * self.gan_loss(self.net_d(sr), True)
-        loss_g = sum(losses.values())
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
-        if self.net_g_ema is not None:
-            self.net_g_ema.update_parameters(self.net_g)
+            losses["gan_g"] = hp.gan_weight * self.adversarial_loss(sr)
+        loss_g = self.generator_step(opt_g, losses)
 
         logged = {k: v.detach() for k, v in losses.items()}
         if self.net_d is not None:
