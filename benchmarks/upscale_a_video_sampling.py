@@ -62,17 +62,10 @@ _RESULT_PREFIX = "UAV_SAMPLING_RESULT "
 #: OpenCLIP ViT-H/14 text tower without its last layer).
 SD_X4_TEXT_ENCODER = dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
                           num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512)
-#: ``--tiny``: small random networks (the UNet/VAE of ``configs/upscale_a_video/tiny_cpu.yaml``) to check the script
-#: itself in seconds; its figures say nothing about the real model.
-TINY = dict(
-    unet=dict(block_out_channels=[32, 32, 64], layers_per_block=1, attention_head_dim=1, cross_attention_dim=32,
-              down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-              up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-              only_cross_attention=[True, True, False]),
-    vae=dict(block_out_channels=[32, 32, 32], layers_per_block=1),
-    text_encoder=dict(SD_X4_TEXT_ENCODER, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                      num_attention_heads=2, projection_dim=32),
-)
+#: ``--tiny``: small random networks (``zoo.testing.TINY_UAV_UNET`` / ``TINY_UAV_VAE`` and a 32-d text encoder with
+#: the real vocabulary size) to check the script itself in seconds; its figures say nothing about the real model.
+TINY_TEXT_ENCODER = dict(SD_X4_TEXT_ENCODER, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                         num_attention_heads=2, projection_dim=32)
 OFFICIAL_STEPS = 30
 
 
@@ -103,28 +96,21 @@ def make_lq_clip(source: Path, folder: Path, *, frames: int, height: int, width:
 # ------------------------------------------------------------------------------------------------------ the networks
 def build_pipeline(tokenizer_dir: Path, *, tiny: bool = False):
     """The Upscale-A-Video sampler with random weights (UNet, vae_video, text encoder, RAFT): full size, or the
-    :data:`TINY` networks (RAFT stays full size)."""
+    ``--tiny`` networks (RAFT stays full size)."""
     import torch
     from torchvision.models.optical_flow import raft_large
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     from zoo.hub_diffusion import load_upscale_a_video_pipeline
+    from zoo.testing import TINY_UAV_UNET, TINY_UAV_VAE, write_clip_tokenizer
 
     torch.manual_seed(0)
-    sizes = dict(unet=TINY["unet"], vae=TINY["vae"]) if tiny else {}
+    sizes = dict(unet=TINY_UAV_UNET, vae=TINY_UAV_VAE) if tiny else {}
     pipeline = load_upscale_a_video_pipeline(None, use_video_vae=True, **sizes)
-    text_config = TINY["text_encoder"] if tiny else SD_X4_TEXT_ENCODER
+    text_config = TINY_TEXT_ENCODER if tiny else SD_X4_TEXT_ENCODER
     pipeline.text_encoder = CLIPTextModel(CLIPTextConfig(**text_config)).eval()
-    # a byte-level vocabulary is enough to give 77 padded tokens (the real tokenizer's shape); timing only
-    tokenizer_dir.mkdir(parents=True, exist_ok=True)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for i, char in enumerate("abcdefghijklmnopqrstuvwxyz,"):
-        vocab[char] = 2 + 2 * i
-        vocab[char + "</w>"] = 3 + 2 * i
-    (tokenizer_dir / "vocab.json").write_text(json.dumps(vocab))
-    (tokenizer_dir / "merges.txt").write_text("#version: 0.2\n")
-    pipeline.tokenizer = CLIPTokenizer(str(tokenizer_dir / "vocab.json"), str(tokenizer_dir / "merges.txt"),
-                                       model_max_length=77)
+    # a small local vocabulary gives the real tokenizer's 77 padded tokens (the same tensor shapes); timing only
+    pipeline.tokenizer = write_clip_tokenizer(tokenizer_dir, words="abcdefghijklmnopqrstuvwxyz,")
     pipeline.flow_net = raft_large(weights=None, progress=False).eval()
     return pipeline
 

@@ -21,6 +21,7 @@ import torch
 
 from zoo.errors import ConfigError, WeightsError
 from zoo.hub import DIFFUSION_FAMILIES, UPSCALE_A_VIDEO_SAMPLING_OPTIONS, available_families, load_pretrained
+from zoo.testing import TINY_CLIP_TEXT, write_clip_tokenizer
 
 torch.set_num_threads(1)
 
@@ -92,18 +93,11 @@ def _official_state(net: torch.nn.Module, rules: tuple, to_ours, seed: int) -> d
 
 def write_tiny_text_encoder(root: Path) -> None:
     """A tiny CLIP text encoder (32-d tokens, the tiny UNet's cross-attention width) and a 6-token tokenizer."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    CLIPTextModel(CLIPTextConfig(vocab_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                                 num_attention_heads=2, max_position_embeddings=77)).save_pretrained(
-        root / "text_encoder")
-    (root / "tokenizer").mkdir()
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "b</w>": 3, "a": 4, "b": 5}
-    (root / "tokenizer" / "vocab.json").write_text(json.dumps(vocab))
-    (root / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(str(root / "tokenizer" / "vocab.json"), str(root / "tokenizer" / "merges.txt")).save_pretrained(
-        root / "tokenizer")
+    CLIPTextModel(CLIPTextConfig(**TINY_CLIP_TEXT)).save_pretrained(root / "text_encoder")
+    write_clip_tokenizer(root / "tokenizer")
 
 
 def write_tiny_released_folder(root: Path, *, seed: int = 0) -> Path:

@@ -20,6 +20,7 @@ from zoo.errors import ConfigError, WeightsError
 from zoo.hub_diffusion import load_upscale_a_video
 from zoo.models.upscale_a_video import convert
 from zoo.models.upscale_a_video.net import UpscaleAVideoUNet, UpscaleAVideoVAE, is_new_parameter
+from zoo.testing import TINY_CLIP_TEXT, write_clip_tokenizer
 
 torch.set_num_threads(1)
 KEYS = json.loads((Path(__file__).parent / "data" / "upscale_a_video_official_keys.json").read_text())
@@ -150,18 +151,11 @@ def test_official_configs_outside_the_supported_family_are_refused():
 
 # ------------------------------------------------------------------------------------------ folders
 def _write_text_encoder(folder: Path) -> None:
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    CLIPTextModel(CLIPTextConfig(vocab_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                                 num_attention_heads=2, max_position_embeddings=77)).save_pretrained(
-        folder / "text_encoder")
-    (folder / "tokenizer").mkdir()
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "b</w>": 3, "a": 4, "b": 5}
-    (folder / "tokenizer" / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt")).save_pretrained(
-        folder / "tokenizer")
+    CLIPTextModel(CLIPTextConfig(**TINY_CLIP_TEXT)).save_pretrained(folder / "text_encoder")
+    write_clip_tokenizer(folder / "tokenizer")
 
 
 def _write_schedulers(folder: Path) -> None:

@@ -23,14 +23,11 @@ from zoo.layers.video_diffusion import (
     TemporalConvBlock,
 )
 from zoo.models.upscale_a_video.net import UpscaleAVideoUNet, UpscaleAVideoVAE, is_new_parameter
+from zoo.testing import TINY_UAV_UNET
 
 torch.set_num_threads(1)
 
-TINY_UNET = dict(
-    block_out_channels=(32, 32, 64), layers_per_block=1,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    only_cross_attention=(True, True, False), attention_head_dim=1, cross_attention_dim=32)
+TINY_UNET = TINY_UAV_UNET
 TINY_VAE = dict(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32)
 
 

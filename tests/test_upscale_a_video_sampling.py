@@ -6,7 +6,6 @@ update against diffusers, flow-direction conventions of the propagation, colour 
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -31,15 +30,11 @@ from zoo.layers.latent_propagation import (
 )
 from zoo.models.upscale_a_video.net import UpscaleAVideoComponents
 from zoo.models.upscale_a_video.sampling import DEFAULT_SCHEDULER, UpscaleAVideoPipeline
+from zoo.testing import TINY_CLIP_TEXT, TINY_UAV_UNET, TINY_UAV_VAE, write_clip_tokenizer
 
 torch.set_num_threads(1)
 
-TINY_UNET = dict(
-    block_out_channels=(32, 32, 64), layers_per_block=1,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    only_cross_attention=(True, True, False), attention_head_dim=1, cross_attention_dim=32)
-TINY_VAE = dict(block_out_channels=(32, 32, 32), layers_per_block=1, norm_num_groups=32)
+TINY_UNET, TINY_VAE = TINY_UAV_UNET, TINY_UAV_VAE
 FAST = dict(num_inference_steps=2, progress=False)
 
 
@@ -185,15 +180,10 @@ def test_ddim_update_matches_diffusers_step(pipeline):
 
 
 def _tiny_text_encoder(folder: Path):  # noqa: ANN202
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                                           num_attention_heads=2, max_position_embeddings=77)).eval()
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "b</w>": 3, "a": 4, "b": 5}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return encoder, CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    return CLIPTextModel(CLIPTextConfig(**TINY_CLIP_TEXT)).eval(), write_clip_tokenizer(folder)
 
 
 def test_text_encoder_prompts_and_guidance(tmp_path):

@@ -14,16 +14,12 @@ from zoo.errors import ConfigError, WeightsError
 from zoo.models.upscale_a_video.sampling import SamplingOptions
 from zoo.models.upscale_a_video.system import UpscaleAVideo, UpscaleAVideoVAEFinetune
 from zoo.systems.base import EvalOptions
+from zoo.testing import TINY_UAV_UNET, TINY_UAV_VAE
 
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_UNET = dict(
-    block_out_channels=(32, 32, 64), layers_per_block=1,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    only_cross_attention=(True, True, False), attention_head_dim=1, cross_attention_dim=32)
-TINY_VAE = dict(block_out_channels=(32, 32, 32), layers_per_block=1, norm_num_groups=32)
+TINY_UNET, TINY_VAE = TINY_UAV_UNET, TINY_UAV_VAE
 FAST_SAMPLING = SamplingOptions(num_inference_steps=1, tile=None, window=4, window_overlap=1)
 NO_METRICS = EvalOptions(lpips=False, warping_error=False)
 
