@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
 
@@ -14,7 +12,7 @@ from zoo.cli import main
 from zoo.data.video_io import open_video
 from zoo.models.realbasicvsr.convert import to_official_state_dict
 from zoo.models.realbasicvsr.net import RealBasicVSRNet
-from zoo.testing import sample_clip_dir, shared_data_dir
+from zoo.testing import sample_clip_dir, shared_data_dir, write_small_real_mp4
 
 TINY_NET = dict(mid_channels=8, num_propagation_blocks=1, num_cleaning_blocks=1)
 
@@ -42,44 +40,7 @@ def small_real_mp4(tmp_path_factory) -> Path:
 
     Falls back to an mp4 encoded from the embedded real sample frames (no audio) when ../shared/data is absent.
     """
-    out = tmp_path_factory.mktemp("video") / "small_real.mp4"
-    data = shared_data_dir()
-    source = data / "uav_old_video_1" / "old_video_1.mp4" if data else None
-    if source is not None and source.is_file():
-        with av.open(str(source)) as inp, av.open(str(out), "w") as outp:
-            vin = inp.streams.video[0]
-            ain = inp.streams.audio[0]
-            vout = outp.add_stream("libx264", rate=vin.average_rate)
-            vout.width, vout.height, vout.pix_fmt = 160, 90, "yuv420p"
-            aout = outp.add_stream_from_template(ain)
-            for packet in inp.demux(vin, ain):
-                if packet.stream is ain:
-                    if packet.dts is not None:
-                        packet.stream = aout
-                        outp.mux(packet)
-                    continue
-                for frame in packet.decode():
-                    img = frame.to_ndarray(format="rgb24")
-                    small = torch.nn.functional.interpolate(
-                        torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(90, 160), mode="area")
-                    arr = small[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-                    for p in vout.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")):
-                        outp.mux(p)
-            for p in vout.encode():
-                outp.mux(p)
-    else:
-        clip = open_video(sample_clip_dir())
-        with av.open(str(out), "w") as outp:
-            vout = outp.add_stream("libx264", rate=25)
-            vout.width, vout.height, vout.pix_fmt = 160, 90, "yuv420p"
-            for img in clip.iter_frames():
-                small = torch.nn.functional.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(90, 160), mode="area")
-                arr = small[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-                for p in vout.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")):
-                    outp.mux(p)
-            for p in vout.encode():
-                outp.mux(p)
-    return out
+    return write_small_real_mp4(tmp_path_factory.mktemp("video") / "small_real.mp4", height=90, width=160)
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -11,16 +11,13 @@ import re
 import warnings
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from test_hub import TINY_UNET, TINY_VAE, write_tiny_released_folder
 from zoo.cli import main
 from zoo.data.video_io import open_video
-from zoo.testing import sample_clip_dir, shared_data_dir
+from zoo.testing import sample_clip_dir, shared_data_dir, write_small_real_mp4
 
 torch.set_num_threads(1)
 
@@ -29,51 +26,14 @@ SIDE = 128
 NUM_FRAMES = 6
 
 
-def _square(img: np.ndarray) -> av.VideoFrame:
-    """Centre square crop of an RGB uint8 frame, area-resized to SIDE x SIDE."""
-    h, w = img.shape[:2]
-    s = min(h, w)
-    crop = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    small = F.interpolate(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float(),
-                          size=(SIDE, SIDE), mode="area")
-    arr = small[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-    return av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-
-
 @pytest.fixture(scope="module")
 def small_real_mp4(tmp_path_factory) -> Path:
     """The first 6 frames of the real old_video_1.mp4 (25 fps, AAC audio copied), centre crop at 128x128.
 
     Falls back to the embedded real sample frames (no audio) when ../shared/data is absent.
     """
-    out = tmp_path_factory.mktemp("video") / "old_video_small.mp4"
-    data = shared_data_dir()
-    source = data / "uav_old_video_1" / "old_video_1.mp4" if data else None
-    with av.open(str(out), "w") as outp:
-        if source is not None and source.is_file():
-            with av.open(str(source)) as inp:
-                vin, ain = inp.streams.video[0], inp.streams.audio[0]
-                vout = outp.add_stream("libx264", rate=vin.average_rate)
-                vout.width, vout.height, vout.pix_fmt = SIDE, SIDE, "yuv420p"
-                aout = outp.add_stream_from_template(ain)
-                written = 0
-                for packet in inp.demux(vin, ain):
-                    if packet.stream is ain:
-                        if packet.dts is not None:
-                            packet.stream = aout
-                            outp.mux(packet)
-                        continue
-                    for frame in packet.decode():
-                        if written < NUM_FRAMES:
-                            outp.mux(vout.encode(_square(frame.to_ndarray(format="rgb24"))))
-                            written += 1
-        else:
-            vout = outp.add_stream("libx264", rate=25)
-            vout.width, vout.height, vout.pix_fmt = SIDE, SIDE, "yuv420p"
-            for img in open_video(sample_clip_dir()).iter_frames(stop=NUM_FRAMES):
-                outp.mux(vout.encode(_square(img)))
-        outp.mux(vout.encode())
-    return out
+    return write_small_real_mp4(tmp_path_factory.mktemp("video") / "old_video_small.mp4", height=SIDE, width=SIDE,
+                                num_frames=NUM_FRAMES, square=True)
 
 
 @pytest.fixture(scope="module")

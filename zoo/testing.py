@@ -71,3 +71,63 @@ def write_clip_tokenizer(folder: str | Path, *, words: str = "ab"):  # noqa: ANN
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
     tokenizer.save_pretrained(folder)
     return tokenizer
+
+
+def write_small_real_mp4(output: str | Path, *, height: int, width: int, num_frames: int | None = None,
+                         square: bool = False) -> Path:
+    """Write a small H.264 copy of a real clip, for tests of the video path (frames, size, fps, audio).
+
+    Source: ``../shared/data/uav_old_video_1/old_video_1.mp4`` (real, 28 frames, 25 fps, AAC audio) when the shared
+    data is present, and then its whole audio stream is copied; otherwise the embedded sample frames at 25 fps,
+    without audio. Each frame is centre-cropped to a square first when ``square``, then area-resized to
+    ``height`` x ``width``; only the first ``num_frames`` (None: all) are written.
+
+    Returns:
+        ``output`` as a Path.
+    """
+    import av
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from einops import rearrange
+
+    from zoo.data.video_io import open_video
+
+    def small(img: np.ndarray) -> av.VideoFrame:
+        h, w = img.shape[:2]
+        if square:
+            s = min(h, w)
+            img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        frame = rearrange(torch.from_numpy(np.ascontiguousarray(img)).float(), "h w c -> 1 c h w")
+        frame = F.interpolate(frame, size=(height, width), mode="area")
+        array = rearrange(frame[0].round().clamp(0, 255).byte(), "c h w -> h w c").numpy()
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+
+    output = Path(output)
+    data = shared_data_dir()
+    source = data / "uav_old_video_1" / "old_video_1.mp4" if data else None
+    with av.open(str(output), "w") as outp:
+        if source is not None and source.is_file():
+            with av.open(str(source)) as inp:
+                vin, ain = inp.streams.video[0], inp.streams.audio[0]
+                vout = outp.add_stream("libx264", rate=vin.average_rate)
+                vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+                aout = outp.add_stream_from_template(ain)
+                written = 0
+                for packet in inp.demux(vin, ain):
+                    if packet.stream is ain:
+                        if packet.dts is not None:
+                            packet.stream = aout
+                            outp.mux(packet)
+                        continue
+                    for frame in packet.decode():
+                        if num_frames is None or written < num_frames:
+                            outp.mux(vout.encode(small(frame.to_ndarray(format="rgb24"))))
+                            written += 1
+        else:
+            vout = outp.add_stream("libx264", rate=25)
+            vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+            for img in open_video(sample_clip_dir()).iter_frames(stop=num_frames):
+                outp.mux(vout.encode(small(img)))
+        outp.mux(vout.encode())
+    return output
