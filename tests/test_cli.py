@@ -12,7 +12,7 @@ from zoo.cli import main
 from zoo.data.video_io import open_video
 from zoo.models.realbasicvsr.convert import to_official_state_dict
 from zoo.models.realbasicvsr.net import RealBasicVSRNet
-from zoo.testing import sample_clip_dir, shared_data_dir, write_small_real_mp4
+from zoo.testing import assert_upscaled_copy, sample_clip_dir, shared_data_dir, write_small_real_mp4
 
 TINY_NET = dict(mid_channels=8, num_propagation_blocks=1, num_cleaning_blocks=1)
 
@@ -55,13 +55,16 @@ def test_upscale_real_mp4_keeps_frames_fps_audio(tiny_official_weights, small_re
                       "--device", "cpu", "--no-progress")
     assert result.returncode == 0, result.stderr
     assert out.is_file() and not list(tmp_path.glob("*.tmp*"))
-    sr = open_video(out)
-    assert sr.num_frames == src.num_frames
-    assert (sr.width, sr.height) == (4 * src.width, 4 * src.height)
-    assert abs(sr.fps - src.fps) < 1e-3
-    assert sr.has_audio == src.has_audio
+    assert_upscaled_copy(small_real_mp4, out, scale=4)
     if shared_data_dir() is not None:
         assert src.num_frames == 28 and src.has_audio and abs(src.fps - 25) < 1e-6
+
+
+def test_contract_check_catches_a_wrong_output(small_real_mp4) -> None:
+    """The I/O contract check used above fails on an output that is not an x4 copy (here: the input itself)."""
+    with pytest.raises(AssertionError, match="not x4"):
+        assert_upscaled_copy(small_real_mp4, small_real_mp4, scale=4)
+    assert_upscaled_copy(small_real_mp4, small_real_mp4, scale=1)
 
 
 def test_upscale_frames_output_and_python_module_entry(tiny_official_weights, tmp_path) -> None:

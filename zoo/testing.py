@@ -131,3 +131,20 @@ def write_small_real_mp4(output: str | Path, *, height: int, width: int, num_fra
                 outp.mux(vout.encode(small(img)))
         outp.mux(vout.encode())
     return output
+
+
+def assert_upscaled_copy(source: str | Path, output: str | Path, *, scale: int = 4) -> None:
+    """Assert the video I/O contract of ``vsrzoo upscale``: ``output`` has every frame of ``source``, ``scale``
+    times its size, the same fps (to 1e-3) and an audio stream exactly when the source has one.
+
+    Raises:
+        AssertionError: naming the property that differs.
+    """
+    from zoo.data.video_io import open_video
+
+    src, out = open_video(source), open_video(output)
+    assert out.num_frames == src.num_frames, f"{out.num_frames} frames written, {src.num_frames} read"
+    assert (out.width, out.height) == (scale * src.width, scale * src.height), (
+        f"output {out.width}x{out.height} is not x{scale} of {src.width}x{src.height}")
+    assert abs(out.fps - src.fps) < 1e-3, f"fps {out.fps} != source {src.fps}"
+    assert out.has_audio == src.has_audio, f"audio: output {out.has_audio}, source {src.has_audio}"
