@@ -9,7 +9,8 @@ Two entry points:
   output and the overlap frames waiting to be blended are ever in memory, whatever the video's length.
 
 Blending. A clip is cut into the fewest chunks of at most ``chunk_frames`` frames that share at least ``overlap``
-frames with their neighbours, all of the same length and spread evenly (:func:`plan_windows`). On the ``L`` frames
+frames with their neighbours, all of the same length and spread evenly (:func:`zoo.diffusion.tiles.plan_windows`, the
+planner and weights every chunked or tiled computation of the zoo shares). On the ``L`` frames
 two chunks share, their outputs are cross-faded with linear weights that sum to 1, so no chunk border shows as a
 jump; the quarter of the overlap next to a chunk's cut edge (the frames it saw with the least temporal context)
 gets weight 0 from that chunk, the middle half is a linear ramp ``(j + 1) / (K + 1)``. Tiles are blended the same
@@ -18,13 +19,16 @@ the frame border); so a net whose receptive field is within a quarter of ``tile_
 whole-frame output. The official RealBasicVSR inference runs fixed chunks without overlap and no tiles
 (ckkelvinchan/RealBasicVSR ``inference_realbasicvsr.py``, ``max_seq_len``); overlap blending is this project's.
 
-Blended values are kept as running weighted means (``acc += w / (W + w) * (out - acc)``), so where every chunk
-or tile produces the same value (a per-frame, per-pixel ``fn``) the blend returns it bit-exactly.
+Blended values are kept as running weighted means (``acc += w / (W + w) * (out - acc)``,
+:class:`zoo.diffusion.tiles.TileAccumulator`), so where every chunk or tile produces the same value (a per-frame,
+per-pixel ``fn``) the blend returns it bit-exactly.
+
+Upscalers that draw random numbers per chunk (the diffusion samplers) declare ``takes_first_frame = True`` and are
+called ``fn(chunk, first_frame=i)``, ``i`` the chunk's first frame in the video, so each chunk gets its own noise.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,86 +39,29 @@ from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
+from zoo.diffusion.tiles import accumulate, check_window, plan_windows, run_over_tiles, window_weights
 from zoo.errors import ConfigError, InputError
+
+__all__ = ["DTYPES", "takes_first_frame", "upscale_tensor", "upscale_video"]
 
 #: ``dtype`` names accepted by :func:`upscale_video`.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def _check_window(name: str, size: int | None, overlap_name: str, overlap: int) -> None:
-    if size is None:
-        return
-    if not isinstance(size, int) or size < 1:
-        raise ConfigError(f"{name} must be a positive integer or None, got {size!r}")
-    if not isinstance(overlap, int) or overlap < 0:
-        raise ConfigError(f"{overlap_name} must be a non-negative integer, got {overlap!r}")
-    if overlap >= size:
-        raise ConfigError(f"{overlap_name}={overlap} must be smaller than {name}={size}")
-
-
 def _check_options(scale: int, chunk_frames: int | None, overlap: int, tile: int | None, tile_overlap: int) -> None:
-    if not isinstance(scale, int) or scale < 1:
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ConfigError(f"scale must be a positive integer, got {scale!r}")
-    _check_window("chunk_frames", chunk_frames, "overlap", overlap)
-    _check_window("tile", tile, "tile_overlap", tile_overlap)
+    check_window(chunk_frames, overlap, name="chunk_frames", overlap_name="overlap")
+    check_window(tile, tile_overlap, name="tile")
 
 
-def plan_windows(length: int, window: int | None, overlap: int) -> list[tuple[int, int]]:
-    """Equal overlapping windows ``[start, end)`` covering ``range(length)``.
+def takes_first_frame(fn: Callable[..., torch.Tensor]) -> bool:
+    """True if ``fn`` wants the index of the first frame of each chunk it is given (``fn(lq, first_frame=i)``).
 
-    Uses the fewest windows of at most ``window`` items that share at least ``overlap`` items with their
-    neighbours: ``n = ceil((length - overlap) / (window - overlap))`` windows of the same size
-    ``ceil((length - overlap) / n) + overlap`` spread evenly, so neighbours share ``overlap`` to ``overlap + 2``
-    items. (Equal sizes give every chunk the same temporal context, and no window shares much more than
-    ``overlap`` items, which keeps the frames waiting to be blended few.) One window ``(0, length)`` when
-    ``window`` is None or covers it all.
+    Upscalers whose random numbers depend on where a chunk starts (diffusion samplers: one noise draw per chunk,
+    seeded by the seed and the chunk's first frame) declare ``takes_first_frame = True``.
     """
-    if window is None or window >= length:
-        return [(0, length)]
-    count = math.ceil((length - overlap) / (window - overlap))
-    size = math.ceil((length - overlap) / count) + overlap
-    starts = [(k * (length - size)) // (count - 1) for k in range(count)]
-    return [(start, start + size) for start in starts]
-
-
-def _fade_in(shared: int) -> torch.Tensor:
-    """Weights of the later of two windows over the ``shared`` items they have in common (earlier: flipped).
-
-    The quarter of the overlap next to each window's cut edge goes entirely to the other window (weight 0: the
-    items a net sees with the least context), the middle half is a linear cross-fade ``(j + 1) / (K + 1)``.
-    """
-    margin = shared // 4
-    ramp = shared - 2 * margin
-    return torch.cat([torch.zeros(margin), torch.arange(1, ramp + 1) / (ramp + 1), torch.ones(margin)])
-
-
-def blend_weights(plan: list[tuple[int, int]], index: int, scale: int = 1) -> torch.Tensor:
-    """Cross-fade weights of window ``index`` of ``plan``, on the ``scale``-times larger output grid.
-
-    Returns:
-        ``((end - start) * scale,)`` float32 in [0, 1]: :func:`_fade_in` over the ``L`` output items shared with
-        the previous window, its mirror over those shared with the next one, 1 elsewhere (and at the ends of the
-        whole range). Consecutive windows' weights sum to 1 on what they share.
-    """
-    start, end = plan[index]
-    weights = torch.ones((end - start) * scale)
-    shared_before = (plan[index - 1][1] - start) * scale if index > 0 else 0
-    shared_after = (end - plan[index + 1][0]) * scale if index + 1 < len(plan) else 0
-    if shared_before:
-        weights[:shared_before] = _fade_in(shared_before)
-    if shared_after:
-        weights[-shared_after:] = torch.minimum(weights[-shared_after:], _fade_in(shared_after).flip(0))
-    return weights
-
-
-def _accumulate(acc: torch.Tensor, weight_sum: torch.Tensor, out: torch.Tensor, weight: torch.Tensor) -> None:
-    """In place: ``acc`` becomes the running mean of its inputs weighted by ``weight`` (broadcast to ``acc``).
-
-    The first input with a positive weight is copied exactly (ratio 1); inputs equal to ``acc`` leave it unchanged.
-    """
-    weight_sum += weight
-    ratio = torch.where(weight_sum > 0, weight / weight_sum, torch.zeros_like(weight_sum))
-    acc += ratio * (out - acc)
+    return bool(getattr(fn, "takes_first_frame", False))
 
 
 class _TemporalBlender:
@@ -127,12 +74,12 @@ class _TemporalBlender:
     def add(self, index: int, out: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         """Blend chunk ``index``'s output ``(b, n, 3, H, W)``; yield ``(frame index, (b, 3, H, W))`` now final."""
         start, end = self.plan[index]
-        weights = blend_weights(self.plan, index)
+        weights = window_weights(self.plan, index)
         for i in range(end - start):
             frame, weight = out[:, i], weights[i : i + 1]
             if start + i in self.pending:
                 acc, weight_sum = self.pending[start + i]
-                _accumulate(acc, weight_sum, frame, weight)
+                accumulate(acc, weight_sum, frame, weight)
             else:
                 self.pending[start + i] = (frame, weight.clone())
         final_before = self.plan[index + 1][0] if index + 1 < len(self.plan) else end
@@ -143,42 +90,24 @@ class _TemporalBlender:
 
 
 def _run_tiled(
-    fn: Callable[[torch.Tensor], torch.Tensor],
+    fn: Callable[..., torch.Tensor],
     lq: torch.Tensor,
     scale: int,
     tile: int | None,
     tile_overlap: int,
     device: torch.device,
     dtype: torch.dtype,
+    first_frame: int,
 ) -> torch.Tensor:
     """``fn`` over spatial tiles of one chunk ``(b, n, 3, h, w)``; returns ``(b, n, 3, sh, sw)`` CPU float32."""
-    b, n, c, h, w = lq.shape
-    rows, cols = plan_windows(h, tile, tile_overlap), plan_windows(w, tile, tile_overlap)
-    expected = (b, n, c, h * scale, w * scale)
-    acc = torch.zeros(expected) if len(rows) * len(cols) > 1 else None
-    weight_sum = torch.zeros(h * scale, w * scale)
-    for row, (y0, y1) in enumerate(rows):
-        weight_y = blend_weights(rows, row, scale)
-        for col, (x0, x1) in enumerate(cols):
-            patch = lq[..., y0:y1, x0:x1].to(device=device, dtype=dtype)
-            out = fn(patch)
-            want = (b, n, c, (y1 - y0) * scale, (x1 - x0) * scale)
-            if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
-                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ConfigError(f"the network mapped {tuple(patch.shape)} to {got}, expected {want}; "
-                                  f"is scale={scale} right?")
-            out = out.to(device="cpu", dtype=torch.float32)
-            if acc is None:
-                return out
-            region = (slice(y0 * scale, y1 * scale), slice(x0 * scale, x1 * scale))
-            weight = weight_y[:, None] * blend_weights(cols, col, scale)[None, :]
-            _accumulate(acc[..., region[0], region[1]], weight_sum[region], out, weight)
-    return acc
+    kwargs = {"first_frame": first_frame} if takes_first_frame(fn) else {}
+    return run_over_tiles(fn, lq, scale=scale, tile=tile, tile_overlap=tile_overlap, device=device, dtype=dtype,
+                          out_channels=lq.shape[2], **kwargs)
 
 
 @torch.no_grad()
 def upscale_tensor(
-    fn: Callable[[torch.Tensor], torch.Tensor],
+    fn: Callable[..., torch.Tensor],
     lq: torch.Tensor,
     *,
     scale: int,
@@ -188,12 +117,14 @@ def upscale_tensor(
     tile_overlap: int = 0,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    first_frame: int = 0,
 ) -> torch.Tensor:
     """Apply a video SR function in overlapping temporal chunks and spatial tiles, blended without seams.
 
     Args:
         fn: maps ``(b, t', 3, h', w')`` on ``device``/``dtype`` to ``(b, t', 3, scale h', scale w')`` (e.g. a
-            network in eval mode). Called under ``torch.no_grad()``.
+            network in eval mode). Called under ``torch.no_grad()``. When :func:`takes_first_frame` is true for it,
+            it is called ``fn(chunk, first_frame=i)`` with ``i`` the index (in the video) of the chunk's first frame.
         lq: ``(b, t, 3, h, w)`` float in [0, 1] (usually ``b = 1``), on any device.
         scale: integer upscaling factor of ``fn``.
         chunk_frames: frames per temporal chunk; None runs the whole clip at once.
@@ -202,6 +133,7 @@ def upscale_tensor(
         tile_overlap: input pixels shared by neighbouring tiles, feathered (``0 <= tile_overlap < tile``).
         device: where ``fn`` runs; inputs are moved there one tile at a time.
         dtype: dtype of the tensors given to ``fn``.
+        first_frame: index of ``lq``'s first frame in the whole video (for ``fn`` that take it).
 
     Returns:
         ``(b, t, 3, scale h, scale w)`` CPU float32, not clamped.
@@ -219,17 +151,17 @@ def upscale_tensor(
     b, t, c, h, w = lq.shape
     plan = plan_windows(t, chunk_frames, overlap)
     if len(plan) == 1:
-        return _run_tiled(fn, lq, scale, tile, tile_overlap, device, dtype)
+        return _run_tiled(fn, lq, scale, tile, tile_overlap, device, dtype, first_frame)
     sr = torch.empty(b, t, c, h * scale, w * scale)
     blender = _TemporalBlender(plan)
     for index, (start, end) in enumerate(plan):
-        out = _run_tiled(fn, lq[:, start:end], scale, tile, tile_overlap, device, dtype)
+        out = _run_tiled(fn, lq[:, start:end], scale, tile, tile_overlap, device, dtype, first_frame + start)
         for frame_index, frame in blender.add(index, out):
             sr[:, frame_index] = frame
     return sr
 
 
-def _net_runner(net: nn.Module, device: torch.device, dtype: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def _net_runner(net: nn.Module, device: torch.device, dtype: str) -> Callable[..., torch.Tensor]:
     """Wrap ``net`` (moved to ``device``, eval mode) for ``dtype``: fp32 as is, fp16/bf16 under autocast."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -243,10 +175,11 @@ def _net_runner(net: nn.Module, device: torch.device, dtype: str) -> Callable[[t
         return net
     amp_dtype = DTYPES[dtype]
 
-    def run(x: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor, **kwargs: object) -> torch.Tensor:
         with torch.autocast(device_type=device.type, dtype=amp_dtype):
-            return net(x)
+            return net(x, **kwargs)
 
+    run.takes_first_frame = takes_first_frame(net)  # type: ignore[attr-defined]
     return run
 
 
@@ -280,7 +213,9 @@ def upscale_video(
 
     Args:
         net: ``nn.Module`` mapping ``(b, t, 3, h, w)`` in [0, 1] to ``(b, t, 3, scale h, scale w)`` (e.g.
-            ``zoo.hub.load_pretrained('realbasicvsr', path)``); moved to ``device`` and set to eval mode.
+            ``zoo.hub.load_pretrained('realbasicvsr', path)``); moved to ``device`` and set to eval mode. If it has
+            ``check_input_size(height, width)``, that is called with the LQ size before any work; with
+            ``takes_first_frame`` it is given each chunk's first frame index.
         input_path: video file (mp4/mov/mkv/webm/avi) or folder of frames.
         output_path: output mp4 file, or output folder with ``as_frames``.
         scale: upscaling factor of ``net``.
@@ -314,6 +249,9 @@ def upscale_video(
     device = torch.device(device)
     run = _net_runner(net, device, dtype)
     source = open_video(input_path)
+    check_input = getattr(net, "check_input_size", None)
+    if callable(check_input):  # e.g. frames too small for an upscaler's flow network: refuse before any work
+        check_input(source.height, source.width)
     audio_from = source.path if source.has_audio and not as_frames else None
     writer = VideoWriter(output_path, fps=source.fps_fraction, audio_from=audio_from, as_frames=as_frames,
                          input_path=source.path)
@@ -341,7 +279,8 @@ def upscale_video(
                     next_index += 1
                 lq = torch.from_numpy(np.stack([frame for _, frame in buffer]))
                 lq = rearrange(lq, "t h w c -> 1 t c h w").float() / 255.0
-                sr = upscale_tensor(run, lq, scale=scale, tile=tile, tile_overlap=tile_overlap, device=device)
+                sr = upscale_tensor(run, lq, scale=scale, tile=tile, tile_overlap=tile_overlap, device=device,
+                                    first_frame=start)
                 del lq
                 for _, frame in blender.add(index, sr):
                     writer.write(frame[0])  # clamps to [0, 1] and rounds to uint8

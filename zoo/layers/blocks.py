@@ -9,6 +9,8 @@ All blocks work on single feature maps ``(n, c, h, w)``; video tensors are folde
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -123,3 +125,14 @@ class PixelShufflePack(nn.Module):
             Features ``(n, out_channels, h * scale_factor, w * scale_factor)``.
         """
         return F.pixel_shuffle(self.conv(x), self.scale_factor)
+
+
+#: Negative slope and gain of StyleGAN2's LeakyReLU (``fused_leaky_relu``: slope 0.2, output times sqrt(2) to keep
+#: unit variance; Karras et al., CVPR 2020).
+LRELU_SLOPE = 0.2
+LRELU_GAIN = math.sqrt(2.0)
+
+
+def scaled_leaky_relu(x: torch.Tensor) -> torch.Tensor:
+    """StyleGAN2's activation: ``leaky_relu(x, 0.2) * sqrt(2)`` (same shape and dtype as ``x``)."""
+    return F.leaky_relu(x, LRELU_SLOPE) * LRELU_GAIN

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.errors import InputError, WeightsError
+from zoo.weights import KeyMap
 
 #: ImageNet mean and standard deviation (RGB) used to normalise SPyNet's inputs (official SPyNet weights).
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -89,29 +90,22 @@ def _spynet_level() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def spynet_official_key_map() -> dict[str, str]:
-    """Map every key of mmediting 0.x ``SPyNet.state_dict()`` to the key of :class:`SPyNet`.
-
-    Official ``basic_module.{level}.basic_module.{k}.conv.{weight,bias}`` (``k``-th ConvModule) becomes
-    ``levels.{level}.{2k}.{weight,bias}`` (ReLUs sit at the odd indices); the ``mean``/``std`` buffers keep
-    their names.
-
-    Returns:
-        Dict official key -> our key (62 entries).
-    """
-    key_map = {"mean": "mean", "std": "std"}
-    for level in range(_NUM_LEVELS):
-        for k in range(len(_LEVEL_CHANNELS) - 1):
-            for param in ("weight", "bias"):
-                key_map[f"basic_module.{level}.basic_module.{k}.conv.{param}"] = f"levels.{level}.{2 * k}.{param}"
-    return key_map
+#: mmediting 0.x ``SPyNet.state_dict()`` keys -> :class:`SPyNet`'s: ``basic_module.{level}.basic_module.{k}.conv.*``
+#: (the ``k``-th ConvModule of a level) becomes ``levels.{level}.{2k}.*`` (ReLUs sit at the odd indices); the
+#: ``mean``/``std`` buffers keep their names. Strict: 62 keys, nothing else.
+SPYNET_KEYS = KeyMap(
+    rules=tuple((rf"basic_module\.(\d)\.basic_module\.{k}\.conv\.(weight|bias)", rf"levels.\1.{2 * k}.\2")
+                for k in range(len(_LEVEL_CHANNELS) - 1)) + ((r"(mean|std)", r"\1"),),
+    strict=True,
+    name="SPyNet (mmediting 0.x)",
+)
 
 
 class SPyNet(nn.Module):
     """SPyNet optical flow, six-level coarse-to-fine pyramid (Ranjan & Black, CVPR 2017).
 
     Architecture and weight layout of mmediting 0.x ``basicvsr_net.py::SPyNet`` (keys map 1:1 through
-    :func:`spynet_official_key_map`): inputs are normalised with the ImageNet mean/std, a five-level
+    :data:`SPYNET_KEYS`): inputs are normalised with the ImageNet mean/std, a five-level
     average-pool pyramid is built, and at each level (coarse to fine) the flow is upsampled x2 (bilinear,
     align_corners=True, values x2), ``supp`` is warped with it (border padding), and a small CNN predicts
     the residual flow from ``[ref, warped supp, flow]``. Frames whose size is not a multiple of 32 are
@@ -153,11 +147,7 @@ class SPyNet(nn.Module):
             raise WeightsError(f"{path} is not a SPyNet state dict")
         state = {k.removeprefix("module."): v for k, v in state.items()}
         if any(k.startswith("basic_module.") for k in state):  # official layout: rename through the key map
-            key_map = spynet_official_key_map()
-            unknown = sorted(set(state) - set(key_map))
-            if unknown:
-                raise WeightsError(f"{path}: unexpected keys for the official SPyNet layout: {unknown[:5]}")
-            state = {key_map[k]: v for k, v in state.items()}
+            state = SPYNET_KEYS.apply(state, source=str(path))
         # mean/std are fixed constants; old files may not store them.
         state.setdefault("mean", self.mean.clone())
         state.setdefault("std", self.std.clone())

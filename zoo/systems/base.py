@@ -22,6 +22,7 @@ from torchvision.utils import make_grid
 
 from zoo.inference import upscale_tensor
 from zoo.metrics import VideoMetrics
+from zoo.weights import CHECKPOINT_INFO
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class EvalOptions:
     log_crop: int = 192
 
 
+# plain data: checkpoints that record it in their hyper-parameters load with torch.load(weights_only=True)
+torch.serialization.add_safe_globals([EvalOptions])
+
+
 class VSRSystem(L.LightningModule):
     """Shared validation/test/predict behaviour of the zoo's systems.
 
@@ -65,7 +70,13 @@ class VSRSystem(L.LightningModule):
     Args:
         scale: upscaling factor of the network (kept in sync with the datamodule's ``scale`` by the CLI).
         evaluation: see :class:`EvalOptions`.
+
+    Attributes:
+        family: the family table name of the subclass (``'realbasicvsr'``, ...), written into every checkpoint under
+            ``checkpoint['vsrzoo']['family']`` so that a loader can say which family a checkpoint belongs to.
     """
+
+    family: str = ""
 
     def __init__(self, *, scale: int = 4, evaluation: EvalOptions | None = None) -> None:
         super().__init__()
@@ -141,6 +152,11 @@ class VSRSystem(L.LightningModule):
         self.manual_backward(loss_fake)
         opt_d.step()
         return {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the family under ``checkpoint['vsrzoo']``."""
+        checkpoint.setdefault(CHECKPOINT_INFO, {})["family"] = self.family
 
     # ------------------------------------------------------------------ inference
     @property

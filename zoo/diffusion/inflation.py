@@ -3,11 +3,9 @@
 Used by Upscale-A-Video (Zhou et al., CVPR 2024) and meant for the other latent-diffusion families (SATeCo,
 DC-VSR). Two kinds of pieces:
 
-**Temporal layers** (plain modules with explicit inputs):
+**Temporal layers** (plain modules with explicit inputs; temporal attention is a diffusers ``Attention`` with
+:class:`~zoo.diffusion.attention.TemporalAttnProcessor`, from :func:`~zoo.diffusion.attention.temporal_attention`):
 
-- :class:`TemporalAttention`: multi-head self-attention over the frames of each spatial position, with rotary
-  position embedding (RoPE, Su et al. 2021) on the first ``rope_dim`` channels of every head and a learned
-  T5-style relative position bias (Raffel et al. 2020); the output projection starts at zero.
 - :class:`TemporalConvBlock`: a residual block of two convolutions over time (kernel ``(k, 1, 1)`` and
   ``(3, 1, 1)``) with GroupNorm + SiLU and an optional timestep embedding; the last convolution starts at zero.
 - :class:`Conv3dResidual`: ``x + Conv3d(SiLU(GroupNorm(x)))`` with a 3x3x3 kernel started at zero.
@@ -32,27 +30,24 @@ network computes (exactly frame by frame when GroupNorm statistics stay per fram
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator
 
 import torch
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
-from einops import rearrange, repeat
+from einops import rearrange
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.diffusion.attention import temporal_attention
 from zoo.errors import ConfigError, InputError
 
 __all__ = [
     "Conv3dResidual",
     "FrameContext",
     "FrameGroupNorm",
-    "RelativePositionBias",
-    "RotaryEmbedding",
     "SFTLayer",
-    "TemporalAttention",
     "TemporalConvBlock",
     "VideoResnetBlock",
     "VideoTransformer2D",
@@ -157,127 +152,7 @@ def replace_modules(root: nn.Module, match: Callable[[str, nn.Module], bool],
     return count
 
 
-# ----------------------------------------------------------------------------------------------- positions
-class RotaryEmbedding(nn.Module):
-    """Rotary position embedding (RoPE; Su et al., "RoFormer", 2021) over a sequence axis.
-
-    Rotates consecutive channel pairs ``(x[2i], x[2i+1])`` of the first ``dim`` channels by the angle
-    ``p * theta ** (-2i / dim)`` for the token at position ``p = 0, 1, ...``; the other channels pass unchanged.
-    This is the interleaved-pair convention of ``rotary-embedding-torch`` 0.2.x (``RotaryEmbedding(32)`` in
-    Upscale-A-Video's ``models_video/unet_video.py``). The frequencies are a non-persistent buffer (no weights).
-
-    Args:
-        dim: rotated channels per head (even).
-        theta: frequency base (10000 as in RoFormer).
-    """
-
-    def __init__(self, dim: int, *, theta: float = 10000.0) -> None:
-        super().__init__()
-        if dim < 2 or dim % 2:
-            raise ConfigError(f"RotaryEmbedding dim must be even and >= 2; got {dim}")
-        self.dim = dim
-        inv_freq = theta ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Rotate ``x`` (..., n, d) along its sequence axis ``n`` (positions 0..n-1); ``d >= dim``. Same shape."""
-        if x.shape[-1] < self.dim:
-            raise ConfigError(f"RotaryEmbedding rotates {self.dim} channels but heads have {x.shape[-1]}")
-        positions = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
-        angles = repeat(positions[:, None] * self.inv_freq[None, :], "n k -> n (k r)", r=2).to(x.dtype)
-        x_rot, x_pass = x[..., :self.dim], x[..., self.dim:]
-        pairs = rearrange(x_rot, "... (k r) -> ... k r", r=2)
-        rotated_half = rearrange(torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1), "... k r -> ... (k r)")
-        return torch.cat((x_rot * angles.cos() + rotated_half * angles.sin(), x_pass), dim=-1)
-
-
-class RelativePositionBias(nn.Module):
-    """Learned attention bias per head from the bucketed distance between query and key positions (T5).
-
-    Bucket of ``n = i - j`` (query ``i``, key ``j``): half of the ``num_buckets`` for ``n >= 0`` and half for
-    ``n < 0``; within a half, ``|n| < num_buckets / 4`` gets its own bucket and larger distances share
-    logarithmically spaced buckets up to ``max_distance`` (Raffel et al., JMLR 2020, Sec. 2.1; the T5 formula
-    used by Upscale-A-Video's ``TemporalAttention`` with 32 buckets and ``max_distance=32``).
-
-    Args:
-        num_heads: attention heads.
-        num_buckets: even number of buckets.
-        max_distance: distance mapped to the last bucket.
-    """
-
-    def __init__(self, num_heads: int, *, num_buckets: int = 32, max_distance: int = 32) -> None:
-        super().__init__()
-        self.num_buckets = num_buckets
-        self.max_distance = max_distance
-        self.embedding = nn.Embedding(num_buckets, num_heads)
-
-    def bucket(self, num_frames: int, device: torch.device) -> torch.Tensor:
-        """Bucket index (long, (num_frames, num_frames)) of every query/key pair."""
-        position = torch.arange(num_frames, device=device)
-        distance = position[:, None] - position[None, :]  # i - j
-        half = self.num_buckets // 2
-        bucket = (distance < 0).long() * half
-        distance = distance.abs()
-        max_exact = half // 2
-        log_ratio = torch.log(distance.float().clamp(min=1) / max_exact) / math.log(self.max_distance / max_exact)
-        large = (max_exact + (log_ratio * (half - max_exact)).long()).clamp(max=half - 1)
-        return bucket + torch.where(distance < max_exact, distance, large)
-
-    def forward(self, num_frames: int, device: torch.device) -> torch.Tensor:
-        """Bias (num_heads, num_frames, num_frames) added to the attention logits."""
-        return rearrange(self.embedding(self.bucket(num_frames, device)), "i j h -> h i j")
-
-
 # ----------------------------------------------------------------------------------------------- temporal layers
-class TemporalAttention(nn.Module):
-    """Multi-head self-attention over a sequence of frames, with RoPE and a relative position bias.
-
-    ``q, k, v = x W_q, x W_k, x W_v`` (no bias), RoPE on the first ``rope_dim`` channels of each head of ``q`` and
-    ``k``, ``softmax(q k^T / sqrt(head_dim) + bias) v``, output projection ``to_out`` (with bias, zero-initialised
-    when ``zero_init``). Upscale-A-Video: ``models_video/attention.py`` ``TemporalAttention``.
-
-    Args:
-        dim: token channels.
-        num_heads: heads.
-        head_dim: channels per head (``num_heads * head_dim`` inner channels).
-        rope_dim: rotated channels per head (0 or None: no RoPE).
-        relative_position: add a learned :class:`RelativePositionBias`.
-        num_buckets, max_distance: of the relative position bias.
-        zero_init: zero the output projection (the residual branch starts at zero).
-    """
-
-    def __init__(self, dim: int, *, num_heads: int, head_dim: int, rope_dim: int | None = 32,
-                 relative_position: bool = True, num_buckets: int = 32, max_distance: int = 32,
-                 zero_init: bool = True) -> None:
-        super().__init__()
-        inner = num_heads * head_dim
-        self.num_heads = num_heads
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_k = nn.Linear(dim, inner, bias=False)
-        self.to_v = nn.Linear(dim, inner, bias=False)
-        self.to_out = nn.Linear(inner, dim)
-        self.rope = RotaryEmbedding(rope_dim) if rope_dim else None
-        if self.rope is not None and rope_dim > head_dim:
-            raise ConfigError(f"TemporalAttention: rope_dim {rope_dim} exceeds head_dim {head_dim}")
-        self.relative_position = (RelativePositionBias(num_heads, num_buckets=num_buckets, max_distance=max_distance)
-                                  if relative_position else None)
-        if zero_init:
-            nn.init.zeros_(self.to_out.weight)
-            nn.init.zeros_(self.to_out.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attend over frames: ``x`` (n, t, dim) tokens, one sequence of ``t`` frames per row -> (n, t, dim)."""
-        q, k, v = (rearrange(proj(x), "n t (h d) -> n h t d", h=self.num_heads)
-                   for proj in (self.to_q, self.to_k, self.to_v))
-        if self.rope is not None:
-            q, k = self.rope(q), self.rope(k)
-        bias = None
-        if self.relative_position is not None:
-            bias = self.relative_position(x.shape[1], x.device).to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.to_out(rearrange(out, "n h t d -> n t (h d)"))
-
-
 class TemporalConvBlock(nn.Module):
     """Residual block of two convolutions over time on video features ``b c t h w``.
 
@@ -408,8 +283,8 @@ class VideoTransformerBlock(nn.Module):
     Args:
         block: the image block (its modules are reused, not copied).
         frames: the owning network's :class:`FrameContext`.
-        rope_dim, relative_position, zero_init: of :class:`TemporalAttention` (heads and head size are the
-            block's).
+        rope_dim, relative_position, zero_init: of :func:`~zoo.diffusion.attention.temporal_attention` (heads and
+            head size are the block's).
 
     Raises:
         ConfigError: for block variants other than plain ``layer_norm`` blocks (ada-norm, GLIGEN, positional
@@ -428,9 +303,9 @@ class VideoTransformerBlock(nn.Module):
         self.norm1, self.attn1 = block.norm1, block.attn1
         self.norm2, self.attn2 = block.norm2, block.attn2
         self.norm_temporal = nn.LayerNorm(block.dim)
-        self.attn_temporal = TemporalAttention(block.dim, num_heads=block.num_attention_heads,
-                                               head_dim=block.attention_head_dim, rope_dim=rope_dim,
-                                               relative_position=relative_position, zero_init=zero_init)
+        self.attn_temporal = temporal_attention(block.dim, num_heads=block.num_attention_heads,
+                                                head_dim=block.attention_head_dim, rope_dim=rope_dim,
+                                                relative_position=relative_position, zero_init=zero_init)
         self.norm3, self.ff = block.norm3, block.ff
 
     def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None) -> torch.Tensor:
