@@ -10,7 +10,7 @@ weights (``torch.manual_seed(0)``), fed random LQ clips, and timed. Each measure
   warm-up), and its increase over the RSS just before the run (network and, in whole-clip mode, the input already
   allocated); on CUDA ``torch.cuda.max_memory_allocated``;
 - **modes**: ``whole`` = the whole clip in one forward call (official RealBasicVSR inference: memory grows with the
-  clip); ``chunk N/k`` = streaming chunks of N frames sharing k frames (``zoo.inference.plan_windows``), each chunk's
+  clip); ``chunk N/k`` = streaming chunks of N frames sharing k frames (``zoo.diffusion.tiles.plan_windows``), each chunk's
   LQ generated when needed and its output dropped, so memory should stay flat with video length (the goal).
 
 Families (``--families``):
@@ -154,7 +154,7 @@ def worker(spec: dict) -> dict:
     """Run one measurement (see the module docstring) and return its result dict."""
     import torch
 
-    from zoo.inference import plan_windows
+    from zoo.diffusion.tiles import plan_windows
 
     device = torch.device(spec["device"])
     cuda = device.type == "cuda"

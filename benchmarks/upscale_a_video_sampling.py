@@ -58,14 +58,8 @@ for path in (ROOT, ROOT / "benchmarks"):
 from speed import _malloc_trim, _reset_peak_rss, _status_kib  # noqa: E402 - the same peak-RSS method as speed.py
 
 _RESULT_PREFIX = "UAV_SAMPLING_RESULT "
-#: SD x4 upscaler text encoder size (stabilityai/stable-diffusion-x4-upscaler ``text_encoder/config.json``: the
-#: OpenCLIP ViT-H/14 text tower without its last layer).
-SD_X4_TEXT_ENCODER = dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
-                          num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512)
-#: ``--tiny``: small random networks (``zoo.testing.TINY_UAV_UNET`` / ``TINY_UAV_VAE`` and a 32-d text encoder with
-#: the real vocabulary size) to check the script itself in seconds; its figures say nothing about the real model.
-TINY_TEXT_ENCODER = dict(SD_X4_TEXT_ENCODER, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                         num_attention_heads=2, projection_dim=32)
+#: ``--tiny``: the family's ``tiny`` variant (UNet, VAE and a 32-d text encoder given the real vocabulary size, for
+#: the real tokenizer's ids) to check the script itself in seconds; its figures say nothing about the real model.
 OFFICIAL_STEPS = 30
 
 
@@ -101,13 +95,16 @@ def build_pipeline(tokenizer_dir: Path, *, tiny: bool = False):
     from torchvision.models.optical_flow import raft_large
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from zoo.hub_diffusion import load_upscale_a_video_pipeline
-    from zoo.testing import TINY_UAV_UNET, TINY_UAV_VAE, write_clip_tokenizer
+    from zoo.hub import family
+    from zoo.models.upscale_a_video.load import load_upscale_a_video_pipeline
+    from zoo.testing import SD_X4_TEXT_ENCODER, write_clip_tokenizer
 
     torch.manual_seed(0)
-    sizes = dict(unet=TINY_UAV_UNET, vae=TINY_UAV_VAE) if tiny else {}
+    variant = family("upscale_a_video").variant("tiny")
+    sizes = dict(unet=variant["unet"], vae=variant["vae"]) if tiny else {}
     pipeline = load_upscale_a_video_pipeline(None, use_video_vae=True, **sizes)
-    text_config = TINY_TEXT_ENCODER if tiny else SD_X4_TEXT_ENCODER
+    tiny_text = dict(variant["text_encoder"], vocab_size=SD_X4_TEXT_ENCODER["vocab_size"]) if tiny else {}
+    text_config = dict(SD_X4_TEXT_ENCODER, **tiny_text)
     pipeline.text_encoder = CLIPTextModel(CLIPTextConfig(**text_config)).eval()
     # a small local vocabulary gives the real tokenizer's 77 padded tokens (the same tensor shapes); timing only
     pipeline.tokenizer = write_clip_tokenizer(tokenizer_dir, words="abcdefghijklmnopqrstuvwxyz,")

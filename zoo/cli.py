@@ -6,9 +6,14 @@ is linked to the model's ``scale``. ``vsrzoo`` offers the same four subcommands 
 
 * ``vsrzoo upscale INPUT -o OUTPUT --model realbasicvsr --weights PATH``: upscale a video file or a frame folder
   to an H.264 mp4 (or PNG frames) at ``scale`` x the size, keeping every frame, the source fps and the audio.
-  ``--model upscale_a_video --weights FOLDER`` runs the diffusion sampler, with its flags (``--noise-level``,
-  ``--guidance-scale``, ``--steps``, ``--prompt``, ``--negative-prompt``, ``--propagation-steps``, ``--color-fix``,
-  ``--seed``; refused for other families); ``--random-weights`` instead of ``--weights`` tries it on random networks.
+  Everything family-specific comes from the family table (:mod:`zoo.hub`): the ``--model`` choices, the weight forms
+  in ``--help``, the chunking and tiling defaults, and the sampling flags of the diffusion families (built from each
+  spec's ``sampling_options``; a flag another family owns is refused). ``--random-weights`` (optionally with
+  ``--variant tiny``) instead of ``--weights`` runs random networks end to end.
+* ``vsrzoo models``: the family table. ``vsrzoo benchmark``: leaderboard runs (:mod:`zoo.benchmark`).
+
+Recipes are parsed with jsonargparse's ``omegaconf`` mode, so a YAML file can interpolate its own values
+(``every_n_train_steps: ${trainer.val_check_interval}``) instead of repeating them.
 
 Errors caused by the user's input (:class:`zoo.errors.ZooError`) are printed as one line and exit with status 2.
 """
@@ -47,7 +52,7 @@ def make_cli(args: Sequence[str] | None = None, *, run: bool = True):  # noqa: A
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"default_env": False},
+        parser_kwargs={"default_env": False, "parser_mode": "omegaconf"},
     )
 
 
@@ -85,51 +90,49 @@ def lightning_main(argv: Sequence[str] | None = None) -> int:
     return _run_guarded(make_cli, None if argv is None else list(argv))
 
 
-#: ``vsrzoo upscale`` chunking defaults per kind of family: (chunk_frames, overlap, tile, tile_overlap). Regression
-#: nets: no tiling (``--tile`` is :func:`zoo.inference.upscale_video`'s). Diffusion: the sampler windows (8 frames,
-#: 2 shared) and tiles (256 LQ px, 64 shared) itself, so ``--tile`` sets its tiles; the video is streamed in chunks of
-#: 24 frames (4 cross-faded) so that memory does not grow with the video's length.
-_CHUNKING = {"regression": (30, 4, None, 32), "diffusion": (24, 4, 256, 64)}
+def _sampling_flags() -> dict[str, list[tuple[str, object]]]:
+    """Every diffusion family's sampling options by flag destination: ``{dest: [(family, SamplingOption), ...]}``."""
+    from zoo.hub import FAMILIES
 
-#: Diffusion flags of ``vsrzoo upscale`` -> sampling option names (:data:`zoo.hub.UPSCALE_A_VIDEO_SAMPLING_OPTIONS`).
-_SAMPLING_FLAGS = {
-    "noise_level": "noise_level",
-    "guidance_scale": "guidance_scale",
-    "steps": "num_inference_steps",
-    "prompt": "prompt",
-    "negative_prompt": "negative_prompt",
-    "propagation_steps": "propagation_steps",
-    "color_fix": "color_fix",
-    "seed": "seed",
-}
+    flags: dict[str, list[tuple[str, object]]] = {}
+    for spec in FAMILIES.values():
+        for option in spec.sampling_options:
+            flags.setdefault(option.dest, []).append((spec.name, option))
+    return flags
 
 
 def _upscale_parser() -> argparse.ArgumentParser:
+    from zoo.hub import FAMILIES, available_families
+
     p = argparse.ArgumentParser(
         prog="vsrzoo upscale",
         description="Upscale a video file (mp4/mov/mkv/webm/avi) or a folder of frames with a zoo model. "
         "Writes an H.264 mp4 with every input frame, the source fps and the source audio (or PNG frames with --frames).",
+        epilog="weights each family loads:\n" + "\n".join(
+            f"  {spec.name}: {'; '.join(spec.weight_forms)}" for spec in FAMILIES.values()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="video file or folder of frames")
     p.add_argument("-o", "--output", required=True, help="output .mp4 file (or folder with --frames); never the input")
-    p.add_argument("--model", default="realbasicvsr",
-                   help="model family: realbasicvsr (default), upscale_a_video, videogigagan")
-    p.add_argument("--weights", default=None,
-                   help="realbasicvsr: the project's .ckpt or RealBasicVSR_x4.pth; upscale_a_video: the released "
-                   "Upscale-A-Video folder, a local SD x4 upscaler folder or the project's .ckpt")
+    default = next(iter(FAMILIES))
+    p.add_argument("--model", default=default, help=f"model family: {', '.join(available_families())} "
+                   f"(default {default}; `vsrzoo models` lists them)")
+    p.add_argument("--weights", default=None, help="the family's weights file or folder (see below)")
     p.add_argument("--random-weights", action="store_true",
-                   help="upscale_a_video only, instead of --weights: randomly initialised networks, to try the "
-                   "sampling path without weights; the output is MEANINGLESS noise")
+                   help="instead of --weights: randomly initialised networks, to try the whole path without weights; "
+                   "the output is MEANINGLESS")
+    p.add_argument("--variant", default=None,
+                   help="with --random-weights: a named size of the family (e.g. tiny, for CPU smoke runs)")
     p.add_argument("--frames", action="store_true", help="write PNG frames %%08d.png into the output folder")
     p.add_argument("--chunk-frames", type=int, default=None,
-                   help="frames per temporal chunk read from the video (memory bound); default 30, diffusion 24")
+                   help="frames per temporal chunk read from the video (memory bound); default: the family's")
     p.add_argument("--overlap", type=int, default=None,
-                   help="frames shared by consecutive chunks, cross-faded; default 4")
+                   help="frames shared by consecutive chunks, cross-faded; default: the family's")
     p.add_argument("--tile", type=int, default=None,
-                   help="LQ tile size in pixels; 0: whole frames. Default: whole frames; diffusion: 256 (its "
-                   "sampler's own tiles)")
+                   help="LQ tile size in pixels; 0: whole frames. Default: the family's (diffusion: the sampler's "
+                   "own latent tiles)")
     p.add_argument("--tile-overlap", type=int, default=None,
-                   help="LQ pixels shared by neighbouring tiles; default 32, diffusion 64")
+                   help="LQ pixels shared by neighbouring tiles; default: the family's")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="inference precision")
     p.add_argument("--max-frames", type=int, default=None, help="only upscale the first N frames (quick previews)")
@@ -138,25 +141,22 @@ def _upscale_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="loader/network option, e.g. --option dynamic_refine_thres=5 (realbasicvsr) or --option "
-        "use_video_vae=true, --option window=8 (upscale_a_video); values are YAML (repeatable)",
+        help="an option of the family's loader or network (see its README), e.g. --option some_option=5; values are "
+        "YAML (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    g = p.add_argument_group("diffusion sampling (upscale_a_video only; official defaults)")
-    g.add_argument("--noise-level", type=int, default=None,
-                   help="noise added to the LQ input, 0..350; higher = more generated detail, less fidelity "
-                   "(default 120)")
-    g.add_argument("--guidance-scale", type=float, default=None,
-                   help="classifier-free guidance weight, used when > 1 (default 6)")
-    g.add_argument("--steps", type=int, default=None, help="DDIM denoising steps (default 30)")
-    g.add_argument("--prompt", default=None, help="text prompt (default 'best quality, extremely detailed')")
-    g.add_argument("--negative-prompt", default=None, help="negative prompt (default 'blur, worst quality')")
-    g.add_argument("--propagation-steps", default=None, metavar="I,J,...",
-                   help="0-based denoising steps after which latents are propagated along RAFT flows, e.g. "
-                   "24,26,28 (default: none; needs the RAFT weights and LQ frames of at least 128 px)")
-    g.add_argument("--color-fix", default=None, choices=["none", "wavelet", "adain"],
-                   help="colour correction against the LQ input (default wavelet)")
-    g.add_argument("--seed", type=int, default=None, help="seed of the sampler's noise (default 0)")
+    flags = _sampling_flags()
+    if flags:
+        g = p.add_argument_group("diffusion sampling (defaults: each family's own)")
+        for dest, owners in flags.items():
+            _, first = owners[0]
+            defaults = ", ".join(f"{name} {option.default!r}" for name, option in owners)
+            kwargs: dict[str, object] = dict(dest=dest, default=None, help=f"{first.help} ({defaults})")
+            if first.parse is None and first.type in (int, float, str):
+                kwargs["type"] = first.type
+            if first.choices:
+                kwargs["choices"] = list(first.choices)
+            g.add_argument(first.cli_flag, **kwargs)
     return p
 
 
@@ -166,8 +166,8 @@ def _parse_value(text: str):  # noqa: ANN202
     return yaml.safe_load(text)
 
 
-def _upscale_options(args: argparse.Namespace, diffusion: bool) -> dict[str, object]:
-    """``load_pretrained`` overrides from ``--option`` and the diffusion flags (ConfigError on misuse)."""
+def _upscale_options(args: argparse.Namespace, spec) -> dict[str, object]:  # noqa: ANN001 - FamilySpec
+    """``load_pretrained`` overrides from ``--option`` and the sampling flags (ConfigError on misuse)."""
     from zoo.errors import ConfigError
 
     overrides: dict[str, object] = {}
@@ -176,15 +176,17 @@ def _upscale_options(args: argparse.Namespace, diffusion: bool) -> dict[str, obj
             raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = _parse_value(value)
-    flags = {name: getattr(args, flag) for flag, name in _SAMPLING_FLAGS.items() if getattr(args, flag) is not None}
-    if flags and not diffusion:
-        given = ", ".join("--" + flag.replace("_", "-") for flag in _SAMPLING_FLAGS if getattr(args, flag) is not None)
-        raise ConfigError(f"{given}: diffusion sampling option(s), not accepted for --model {args.model} (they apply "
-                          "to upscale_a_video)")
-    if "propagation_steps" in flags:  # checked before any weights are loaded
-        from zoo.hub_diffusion import parse_propagation_steps
-
-        flags["propagation_steps"] = parse_propagation_steps(flags["propagation_steps"])
+    own = {option.dest: option for option in spec.sampling_options}
+    given = {dest: getattr(args, dest) for dest in _sampling_flags() if getattr(args, dest, None) is not None}
+    foreign = sorted(dest for dest in given if dest not in own)
+    if foreign:
+        names = ", ".join("--" + dest.replace("_", "-") for dest in foreign)
+        accepted = ", ".join(option.cli_flag for option in spec.sampling_options) or "none"
+        raise ConfigError(f"{names}: not a sampling option of --model {spec.name} (its sampling flags: {accepted})")
+    flags = {}
+    for dest, value in given.items():
+        option = own[dest]
+        flags[option.name] = option.parse(value) if option.parse is not None else value  # checked before loading
     both = sorted(set(flags) & set(overrides))
     if both:
         raise ConfigError(f"{both} given both as a flag and as --option; give each once")
@@ -201,27 +203,26 @@ def upscale_main(argv: Sequence[str]) -> int:
         import torch
 
         from zoo.errors import ConfigError, InputError
-        from zoo.hub import DIFFUSION_FAMILIES, available_families, load_pretrained
+        from zoo.hub import family, load_pretrained
         from zoo.inference import upscale_video
 
-        if args.model not in available_families():
-            raise ConfigError(f"unknown model family {args.model!r}; available: {available_families()}")
-        diffusion = args.model in DIFFUSION_FAMILIES
-        if args.random_weights and not diffusion:
-            raise ConfigError(f"--random-weights is offered for diffusion families only ({sorted(DIFFUSION_FAMILIES)})"
-                              f", not --model {args.model}")
+        spec = family(args.model)
         if args.random_weights and args.weights is not None:
             raise ConfigError("give either --weights or --random-weights, not both")
         if args.weights is None and not args.random_weights:
-            hint = " (or --random-weights to try the pipeline without weights)" if diffusion else ""
-            raise ConfigError(f"--weights is required for --model {args.model}{hint}")
-        overrides = _upscale_options(args, diffusion)
-        chunk_frames, overlap, tile, tile_overlap = _CHUNKING["diffusion" if diffusion else "regression"]
-        chunk_frames = args.chunk_frames if args.chunk_frames is not None else chunk_frames
-        overlap = args.overlap if args.overlap is not None else overlap
-        tile = args.tile if args.tile is not None else tile
+            raise ConfigError(f"--weights is required for --model {args.model} (accepted: {spec.accepted_weights()}; "
+                              "or --random-weights to try the path without weights)")
+        if args.variant is not None:
+            if not args.random_weights:
+                raise ConfigError("--variant sizes random networks: use it with --random-weights")
+            spec.variant(args.variant)  # unknown variant: one line before any work
+        overrides = _upscale_options(args, spec)
+        chunking = spec.chunking
+        chunk_frames = args.chunk_frames if args.chunk_frames is not None else chunking.chunk_frames
+        overlap = args.overlap if args.overlap is not None else chunking.overlap
+        tile = args.tile if args.tile is not None else chunking.tile
         tile = None if tile == 0 else tile
-        tile_overlap = args.tile_overlap if args.tile_overlap is not None else tile_overlap
+        tile_overlap = args.tile_overlap if args.tile_overlap is not None else chunking.tile_overlap
         device = args.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -230,8 +231,8 @@ def upscale_main(argv: Sequence[str]) -> int:
         parent = output if args.frames else output.parent
         if not Path(args.input).exists():
             raise InputError(f"input not found: {args.input}")
-        if diffusion:
-            # the sampler tiles itself (tile options in LQ px); upscale_video only streams the chunks
+        if chunking.tiles_in_sampler:
+            # the sampler tiles its latents itself (tile options in LQ px); upscale_video only streams the chunks
             for key, flag, value in (("tile", args.tile, tile), ("tile_overlap", args.tile_overlap, tile_overlap)):
                 if key in overrides and flag is not None:
                     raise ConfigError(f"{key} given both as --{key.replace('_', '-')} and as --option; give it once")
@@ -239,13 +240,8 @@ def upscale_main(argv: Sequence[str]) -> int:
             overrides.setdefault("progress", not args.no_progress)
             tile = None
         parent.mkdir(parents=True, exist_ok=True)
-        net = load_pretrained(args.model, None if args.random_weights else args.weights, **overrides)
-        if diffusion:
-            from zoo.data.video_io import open_video
-            from zoo.hub_diffusion import check_propagation_input_size
-
-            source = open_video(args.input)
-            check_propagation_input_size(net, source.height, source.width)
+        net = load_pretrained(args.model, None if args.random_weights else args.weights, variant=args.variant,
+                              **overrides)
         summary = upscale_video(
             net,
             args.input,
@@ -268,7 +264,16 @@ def upscale_main(argv: Sequence[str]) -> int:
     return _run_guarded(run)
 
 
-USER_COMMANDS = {"upscale": upscale_main, "benchmark": benchmark_main}
+def models_main(argv: Sequence[str]) -> int:
+    """``vsrzoo models``: print the family table (family, kind, variants, weights, paper)."""
+    argparse.ArgumentParser(prog="vsrzoo models", description="List the model families of the zoo.").parse_args(argv)
+    from zoo.hub import families_table
+
+    print(families_table())
+    return 0
+
+
+USER_COMMANDS = {"upscale": upscale_main, "benchmark": benchmark_main, "models": models_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,9 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(
             "usage: vsrzoo {fit,validate,test,predict} --config zoo/<family>.yaml [...]\n"
-            "       vsrzoo upscale INPUT -o OUTPUT --model realbasicvsr --weights PATH [...]\n\n"
+            "       vsrzoo upscale INPUT -o OUTPUT --model realbasicvsr --weights PATH [...]\n"
+            "       vsrzoo benchmark --suite configs/benchmarks/<suite>.yaml\n"
+            "       vsrzoo models\n\n"
             "fit/validate/test/predict: the LightningCLI subcommands (also available as the `lightning` command).\n"
-            "upscale: upscale a real video or frame folder; see `vsrzoo upscale --help`."
+            "upscale: upscale a real video or frame folder; see `vsrzoo upscale --help`.\n"
+            "benchmark: leaderboard runs; models: the family table."
         )
         return 0
     return lightning_main(None if argv == sys.argv[1:] else argv)

@@ -1,4 +1,6 @@
-"""Helpers for tests, benchmarks and notebooks: where the real sample clips are.
+"""Helpers for tests, benchmarks and notebooks: where the real sample clips are, small real test videos, tiny
+tokenizers and seeded official-format weights. (Tiny model sizes are the families' ``variants``, in their
+``spec.py``: ``zoo.hub.family(name).variant('tiny')``.)
 
 The embedded sample (``zoo/assets/sample/demo_000``) is the first 20 frames of RealBasicVSR's real-world demo
 clip ``data/demo_000`` (ckkelvinchan/RealBasicVSR, Apache-2.0): 640x360 RGB PNG, real low-quality street footage
@@ -27,21 +29,6 @@ def shared_data_dir() -> Path | None:
         if path.is_dir():
             return path
     return None
-
-
-#: Tiny Upscale-A-Video networks (random init options of ``UpscaleAVideoUNet`` / ``UpscaleAVideoVAE``), as in
-#: ``configs/upscale_a_video/tiny_cpu.yaml``: UNet levels of 32/32/64 channels, one block each, one attention head,
-#: 32-d text tokens; VAE of three 32-channel levels (x4, like the real one).
-TINY_UAV_UNET = dict(
-    block_out_channels=(32, 32, 64), layers_per_block=1,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    only_cross_attention=(True, True, False), attention_head_dim=1, cross_attention_dim=32)
-TINY_UAV_VAE = dict(block_out_channels=(32, 32, 32), layers_per_block=1, norm_num_groups=32)
-
-#: A tiny CLIP text encoder: 32-d tokens (the tiny Upscale-A-Video UNets' cross-attention width), 77 positions.
-TINY_CLIP_TEXT = dict(vocab_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
-                      max_position_embeddings=77)
 
 
 def write_clip_tokenizer(folder: str | Path, *, words: str = "ab"):  # noqa: ANN201 - transformers.CLIPTokenizer
@@ -148,3 +135,85 @@ def assert_upscaled_copy(source: str | Path, output: str | Path, *, scale: int =
         f"output {out.width}x{out.height} is not x{scale} of {src.width}x{src.height}")
     assert abs(out.fps - src.fps) < 1e-3, f"fps {out.fps} != source {src.fps}"
     assert out.has_audio == src.has_audio, f"audio: output {out.has_audio}, source {src.has_audio}"
+
+
+def official_random_state(entry: dict, seed: int = 0) -> dict:
+    """Seeded random tensors with the names and shapes of an official state dict (for parity and golden tests).
+
+    Args:
+        entry: ``{'keys': {name: shape}}`` as in ``tests/data/upscale_a_video_official_keys.json`` (the key set of a
+            tiny official model, in the official order).
+        seed: seed of the CPU generator; tensors are drawn in the order of ``entry['keys']``.
+
+    Returns:
+        ``{name: tensor}``: N(0, 0.1^2) for weights; RoPE ``*.rotary_emb.freqs`` get their fixed table
+        ``10000 ** (-2i / 32)``, BatchNorm ``num_batches_tracked`` 3 and ``running_var`` U(0.5, 1.5); RAFT's twin
+        ``norm3`` / ``downsample.1`` tensors of stride-2 blocks are made equal, as in the released file.
+    """
+    import torch
+
+    rope = 1.0 / 10000.0 ** (torch.arange(0, 32, 2, dtype=torch.float32) / 32)
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in entry["keys"].items():
+        if key.endswith("rotary_emb.freqs"):
+            state[key] = rope.clone()
+        elif key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(3)
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=g) + 0.5
+        else:
+            state[key] = torch.randn(shape, generator=g) * 0.1
+    for key in state:
+        if ".norm3." in key and ".layer" in key:  # RAFT stride-2 blocks only
+            state[key] = state[key.replace(".norm3.", ".downsample.1.")]
+    return state
+
+
+#: ``stabilityai/stable-diffusion-x4-upscaler`` ``unet/config.json`` (the options that differ from diffusers'
+#: ``UNet2DConditionModel`` defaults) and ``vae/config.json``, text encoder ``text_encoder/config.json``.
+SD_X4_UNET = dict(in_channels=7, out_channels=4, block_out_channels=(256, 512, 512, 1024), layers_per_block=2,
+                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                    "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                  only_cross_attention=(True, True, True, False), attention_head_dim=8, cross_attention_dim=1024,
+                  num_class_embeds=1000, use_linear_projection=True)
+SD_X4_VAE = dict(block_out_channels=(128, 256, 512), layers_per_block=2, latent_channels=4, norm_num_groups=32)
+SD_X4_TEXT_ENCODER = dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                          num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512)
+
+
+def write_sd_x4_folder(folder: str | Path, *, unet: dict | None = None, vae: dict | None = None,
+                       text_encoder: dict | None = None, seed: int = 0) -> Path:
+    """Write a diffusers SD x4 upscaler folder with RANDOM weights (for tests and size/timing benchmarks).
+
+    Layout of ``stabilityai/stable-diffusion-x4-upscaler``: ``unet/``, ``vae/`` (scaling factor 0.08333),
+    ``text_encoder/`` + ``tokenizer/`` (a small local vocabulary: 77 padded tokens like the real one), ``scheduler/``
+    (DDIM, v-prediction) and ``low_res_scheduler/`` (DDPM), from :data:`SD_X4_UNET`, :data:`SD_X4_VAE`,
+    :data:`SD_X4_TEXT_ENCODER` updated with ``unet`` / ``vae`` / ``text_encoder`` (e.g. a family's tiny variant).
+
+    Returns:
+        ``folder`` as a Path.
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    unet_config = {**SD_X4_UNET, **(unet or {})}
+    unet_config["only_cross_attention"] = list(unet_config["only_cross_attention"])
+    UNet2DConditionModel(**unet_config).save_pretrained(folder / "unet")
+    vae_config = {**SD_X4_VAE, **(vae or {})}
+    levels = len(vae_config["block_out_channels"])
+    AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
+                  scaling_factor=0.08333, **vae_config).save_pretrained(folder / "vae")
+    CLIPTextModel(CLIPTextConfig(**{**SD_X4_TEXT_ENCODER, **(text_encoder or {})})).save_pretrained(
+        folder / "text_encoder")
+    write_clip_tokenizer(folder / "tokenizer", words="abcdefghijklmnopqrstuvwxyz,")
+    DDIMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear",
+                  prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False,
+                  steps_offset=1).save_config(folder / "scheduler")
+    DDPMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
+                  beta_schedule="scaled_linear").save_config(folder / "low_res_scheduler")
+    return folder

@@ -10,12 +10,14 @@ to [0, 1] (the frames a user would get). Three kinds of entry:
 - **trained weights**: ``zoo.hub.load_pretrained(family, weights, **options)`` (a vsrzoo Lightning checkpoint or a
   family's official release);
 - **random weights** (``weights: random``): the net ``{class_path, init_args}`` built with ``torch.manual_seed(0)``,
-  or, for a diffusion family without ``net``, ``zoo.hub.load_pretrained(family, None, **options)`` (random
-  networks); for timing and wiring checks; the leaderboard labels them "random (not trained)".
+  or, without ``net``, the family's own random networks ``zoo.hub.load_pretrained(family, None, variant=variant,
+  **options)`` (seeded the same way); for timing and wiring checks; the leaderboard labels them "random (not
+  trained)".
 """
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -169,17 +171,16 @@ def build_upscaler(entry: Entry, *, scale: int = 4, device: str | torch.device =
     elif entry.is_random and entry.net is not None:
         module = build_net(entry.net)
     else:
-        from zoo.hub import DIFFUSION_FAMILIES, available_families, load_pretrained
+        from zoo.hub import available_families, load_pretrained
 
         if entry.family not in available_families():
             raise ConfigError(f"entry {entry.name!r}: unknown family {entry.family!r}; available: "
                               f"{available_families()} (or 'bicubic', or weights: random with a net class_path)")
         if entry.is_random:
-            if entry.family not in DIFFUSION_FAMILIES:
-                raise ConfigError(f"entry {entry.name!r}: 'weights: random' for {entry.family!r} needs a 'net' "
-                                  f"class_path (zoo.hub builds random networks only for {sorted(DIFFUSION_FAMILIES)})")
             torch.manual_seed(0)
-            module = load_pretrained(entry.family, None, **dict(entry.options))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*RANDOM.*")  # the entry is labelled random already
+                module = load_pretrained(entry.family, None, variant=entry.variant, **dict(entry.options))
         else:
             weights = Path(str(entry.weights)).expanduser()
             if not weights.exists():

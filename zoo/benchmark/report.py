@@ -220,7 +220,8 @@ def render_markdown(*, suite: Any, rows: Sequence[Mapping[str, str]], meta: Mapp
         elif entry.is_random and entry.net is not None:
             weights = f"random (not trained): `{entry.net['class_path']}` {dict(entry.net.get('init_args') or {})}"
         elif entry.is_random:
-            weights = f"random (not trained): zoo.hub.load_pretrained({entry.family!r}, None)"
+            weights = (f"random (not trained): zoo.hub.load_pretrained({entry.family!r}, None, "
+                       f"variant={entry.variant!r})")
         else:
             weights = f"`{entry.weights}`"
         inference = (f"chunk_frames={entry.chunk_frames}, overlap={entry.overlap}, tile={entry.tile}, "

@@ -29,9 +29,10 @@ A suite file (``configs/benchmarks/<suite>.yaml``) has four sections::
         tile: null
         tile_overlap: 0
         dtype: fp32                  # fp32 | bf16 | fp16 (CUDA only)
-      - name: realbasicvsr_random
-        weights: random              # explicitly random weights (timing, wiring): the net is built from `net`
-        net: {class_path: zoo.models.realbasicvsr.net.RealBasicVSRNet, init_args: {mid_channels: 8}}
+      - name: realbasicvsr_tiny_random
+        family: realbasicvsr
+        weights: random              # explicitly random weights (timing, wiring): the family's own networks,
+        variant: tiny                # of a named size (or `net: {class_path: zoo...., init_args: {...}}`)
 
 Strings may use the placeholders ``${shared_data}`` (:func:`zoo.testing.shared_data_dir`), ``${sample}``
 (:func:`zoo.testing.sample_clip_dir`) and ``${suite_dir}`` (the suite file's folder). A set whose
@@ -140,8 +141,10 @@ class Entry:
         weights: path of the weights file or folder (placeholders expanded; relative to the current directory), the
             string ``'random'`` (random initialisation, labelled as such), or None (bicubic).
         net: ``{'class_path': 'zoo....', 'init_args': {...}}`` of the net to build for ``weights: random``; without
-            it, a diffusion family (``zoo.hub.DIFFUSION_FAMILIES``) is built by ``zoo.hub.load_pretrained(family,
-            None, **options)`` with random networks.
+            it the family builds its own random networks, ``zoo.hub.load_pretrained(family, None, variant=variant,
+            **options)``.
+        variant: with ``weights: random`` and no ``net``: a named configuration of the family (e.g. ``'tiny'``; the
+            family's ``variants`` in its ``spec.py``); None: full size.
         options: keyword overrides of :func:`zoo.hub.load_pretrained` (e.g. ``dynamic_refine_thres``).
         label: human description for the leaderboard (say where the weights come from).
         chunk_frames, overlap, tile, tile_overlap: :func:`zoo.inference.upscale_tensor` options.
@@ -152,6 +155,7 @@ class Entry:
     family: str = BICUBIC
     weights: str | None = None
     net: Mapping[str, Any] | None = None
+    variant: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
     chunk_frames: int | None = None
@@ -380,8 +384,12 @@ def _parse_entry(data: Any, where: str, suite_dir: Path | None) -> Entry:
             raise ConfigError(f"{where}: 'net' is only used with 'weights: random' (trained weights are loaded "
                               f"through zoo.hub.load_pretrained(family, weights))")
     if weights == RANDOM_WEIGHTS and net is None and family in ("", BICUBIC):
-        raise ConfigError(f"{where}: 'weights: random' needs 'net: {{class_path: ..., init_args: {{...}}}}' (or the "
-                          f"'family' of a diffusion model, which zoo.hub builds with random networks)")
+        raise ConfigError(f"{where}: 'weights: random' needs a model 'family' (whose random networks zoo.hub builds, "
+                          f"optionally a 'variant' of it) or 'net: {{class_path: ..., init_args: {{...}}}}'")
+    variant = _typed(raw.get("variant"), (str,), f"{where}.variant", optional=True)
+    if variant is not None and (weights != RANDOM_WEIGHTS or net is not None):
+        raise ConfigError(f"{where}: 'variant' sizes the family's random networks: use it with 'weights: random' "
+                          "and without 'net'")
     if weights is None and net is None and family != BICUBIC:
         raise ConfigError(f"{where}: family {family!r} needs 'weights' (a file, or 'random' with 'net')")
     if weights is not None and weights != RANDOM_WEIGHTS and family in ("", BICUBIC):
@@ -402,8 +410,9 @@ def _parse_entry(data: Any, where: str, suite_dir: Path | None) -> Entry:
     if not family and net is not None:  # zoo.models.<family>.net.Class -> <family>
         parts = str(net["class_path"]).split(".")
         family = parts[2] if len(parts) > 3 and parts[:2] == ["zoo", "models"] else parts[-1]
-    return Entry(name=name, family=family or "custom", weights=weights, net=net, options=dict(options), label=label,
-                 chunk_frames=chunk_frames, overlap=overlap, tile=tile, tile_overlap=tile_overlap, dtype=dtype)
+    return Entry(name=name, family=family or "custom", weights=weights, net=net, variant=variant,
+                 options=dict(options), label=label, chunk_frames=chunk_frames, overlap=overlap, tile=tile,
+                 tile_overlap=tile_overlap, dtype=dtype)
 
 
 def parse_suite(data: Mapping[str, Any], *, name: str, path: Path | None = None, sha256: str = "") -> Suite:

@@ -13,21 +13,37 @@ The released ``RealBasicVSR_x4.pth`` (ckkelvinchan/RealBasicVSR) is a checkpoint
 
 ``<key>`` is a key of the official ``RealBasicVSRNet.state_dict()`` (``image_cleaning.0.main.0.weight``,
 ``basicvsr.spynet.basic_module.0.basic_module.0.conv.weight``, ``basicvsr.backward_resblocks.main.2.0.conv1
-.weight``, ``basicvsr.upsample1.upsample_conv.weight``, ...). :func:`official_key_map` lists every one of
-them with its name in our net; the conversion fails with :class:`WeightsError` on any missing, unexpected
-or mis-shaped key. Official test code uses ``generator_ema`` (``is_use_ema=True``), hence the default.
+.weight``, ``basicvsr.upsample1.upsample_conv.weight``, ...). :data:`OFFICIAL_KEYS` renames them (strict
+:class:`zoo.weights.KeyMap` rules); :func:`official_key_map` lists every one of them with its name in our net; the
+conversion fails with :class:`WeightsError` on any missing, unexpected or mis-shaped key. Official test code uses
+``generator_ema`` (``is_use_ema=True``), hence the default.
+
+:func:`load_realbasicvsr` is the family's loader (``zoo.load_pretrained('realbasicvsr', path)``): this project's
+Lightning checkpoints, the official file, or a bare state dict of our net.
 """
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
+from torch import nn
 
-from zoo.errors import WeightsError
-from zoo.hub import check_state_dict
-from zoo.layers.flow import spynet_official_key_map
-from zoo.models.realbasicvsr.net import RealBasicVSRNet, UNetDiscriminatorSN
+from zoo.errors import ConfigError, WeightsError
+from zoo.layers.discriminators import UNetDiscriminatorSN
+from zoo.layers.flow import SPYNET_KEYS
+from zoo.models.realbasicvsr.net import RealBasicVSRNet
+from zoo.weights import (
+    KeyMap,
+    check_state_dict,
+    is_lightning_checkpoint,
+    lightning_generator_state,
+    load_state,
+    net_kwargs_from_hparams,
+    read_checkpoint,
+)
 
 #: Prefixes of the generator weights inside the official model's state dict.
 EMA_PREFIX = "generator_ema."
@@ -38,18 +54,46 @@ _OFFICIAL_ROOTS = ("image_cleaning.", "basicvsr.")
 _PARAMS = ("weight", "bias")
 
 
-def _resblocks_key_map(official: str, ours: str, num_blocks: int) -> dict[str, str]:
-    """Keys of an official ``ResidualBlocksWithInputConv`` (``main.0`` conv, ``main.2.<k>`` blocks) -> ours."""
-    key_map = {f"{official}.main.0.{p}": f"{ours}.input_conv.{p}" for p in _PARAMS}
-    for k in range(num_blocks):
-        for conv in ("conv1", "conv2"):
-            for p in _PARAMS:
-                key_map[f"{official}.main.2.{k}.{conv}.{p}"] = f"{ours}.blocks.{k}.{conv}.{p}"
-    return key_map
+_P = r"(weight|bias)"
+#: Official ``RealBasicVSRNet`` keys (without ``generator*.``) -> :class:`RealBasicVSRNet` keys. Residual-block
+#: stacks (``ResidualBlocksWithInputConv``: ``main.0`` input conv, ``main.2.<k>`` blocks) keep their block index.
+OFFICIAL_KEYS = KeyMap(
+    rules=(
+        (r"image_cleaning\.0\.main\.0\." + _P, r"cleaning.features.input_conv.\1"),
+        (r"image_cleaning\.0\.main\.2\.(\d+)\.(conv[12])\." + _P, r"cleaning.features.blocks.\1.\2.\3"),
+        (r"image_cleaning\.1\." + _P, r"cleaning.to_rgb.\1"),
+        (r"basicvsr\.(backward|forward)_resblocks\.main\.0\." + _P, r"\1_branch.input_conv.\2"),
+        (r"basicvsr\.(backward|forward)_resblocks\.main\.2\.(\d+)\.(conv[12])\." + _P,
+         r"\1_branch.blocks.\2.\3.\4"),
+        (r"basicvsr\.(fusion|conv_hr|conv_last)\." + _P, r"\1.\2"),
+        (r"basicvsr\.upsample([12])\.upsample_conv\." + _P, r"upsample\1.conv.\2"),
+    ),
+    strict=True,
+    name="RealBasicVSR (mmediting 0.x)",
+) + SPYNET_KEYS.prefixed("basicvsr.spynet.", "spynet.")
+
+
+def official_key_names(*, num_cleaning_blocks: int = 20, num_propagation_blocks: int = 20) -> list[str]:
+    """Every key of the official ``RealBasicVSRNet.state_dict()`` with these block counts (official order)."""
+
+    def resblocks(prefix: str, blocks: int) -> list[str]:
+        keys = [f"{prefix}.main.0.{p}" for p in _PARAMS]
+        return keys + [f"{prefix}.main.2.{k}.{conv}.{p}" for k in range(blocks) for conv in ("conv1", "conv2")
+                       for p in _PARAMS]
+
+    keys = resblocks("image_cleaning.0", num_cleaning_blocks) + [f"image_cleaning.1.{p}" for p in _PARAMS]
+    keys += ["basicvsr.spynet.mean", "basicvsr.spynet.std"]
+    keys += [f"basicvsr.spynet.basic_module.{level}.basic_module.{k}.conv.{p}" for level in range(6)
+             for k in range(5) for p in _PARAMS]
+    keys += resblocks("basicvsr.backward_resblocks", num_propagation_blocks)
+    keys += resblocks("basicvsr.forward_resblocks", num_propagation_blocks)
+    for name in ("fusion", "upsample1.upsample_conv", "upsample2.upsample_conv", "conv_hr", "conv_last"):
+        keys += [f"basicvsr.{name}.{p}" for p in _PARAMS]
+    return keys
 
 
 def official_key_map(*, num_cleaning_blocks: int = 20, num_propagation_blocks: int = 20) -> dict[str, str]:
-    """Every key of the official ``RealBasicVSRNet.state_dict()`` mapped to the key of ours.
+    """Every key of the official ``RealBasicVSRNet.state_dict()`` mapped to the key of ours (by :data:`OFFICIAL_KEYS`).
 
     Args:
         num_cleaning_blocks: residual blocks of the cleaning module.
@@ -59,16 +103,8 @@ def official_key_map(*, num_cleaning_blocks: int = 20, num_propagation_blocks: i
         Dict official key (without ``generator*.`` prefix) -> :class:`RealBasicVSRNet` key; a bijection onto
         ``RealBasicVSRNet(...).state_dict()`` keys (320 entries with the defaults).
     """
-    key_map = _resblocks_key_map("image_cleaning.0", "cleaning.features", num_cleaning_blocks)
-    key_map.update({f"image_cleaning.1.{p}": f"cleaning.to_rgb.{p}" for p in _PARAMS})
-    key_map.update({f"basicvsr.spynet.{k}": f"spynet.{v}" for k, v in spynet_official_key_map().items()})
-    key_map.update(_resblocks_key_map("basicvsr.backward_resblocks", "backward_branch", num_propagation_blocks))
-    key_map.update(_resblocks_key_map("basicvsr.forward_resblocks", "forward_branch", num_propagation_blocks))
-    for official, ours in (("fusion", "fusion"), ("upsample1.upsample_conv", "upsample1.conv"),
-                           ("upsample2.upsample_conv", "upsample2.conv"), ("conv_hr", "conv_hr"),
-                           ("conv_last", "conv_last")):
-        key_map.update({f"basicvsr.{official}.{p}": f"{ours}.{p}" for p in _PARAMS})
-    return key_map
+    return {key: OFFICIAL_KEYS.rename(key) for key in official_key_names(
+        num_cleaning_blocks=num_cleaning_blocks, num_propagation_blocks=num_propagation_blocks)}
 
 
 def _count_blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
@@ -186,14 +222,14 @@ def convert_official_checkpoint(ckpt: object, *, use_ema: bool = True, net: Real
     """
     generator = extract_official_generator(ckpt, use_ema=use_ema, source=source)
     kwargs = infer_net_kwargs(generator, source=source)
-    key_map = official_key_map(num_cleaning_blocks=kwargs["num_cleaning_blocks"],
-                               num_propagation_blocks=kwargs["num_propagation_blocks"])
-    unexpected = sorted(set(generator) - set(key_map))
-    missing = sorted(set(key_map) - set(generator))
+    expected = set(official_key_names(num_cleaning_blocks=kwargs["num_cleaning_blocks"],
+                                      num_propagation_blocks=kwargs["num_propagation_blocks"]))
+    unexpected = sorted(set(generator) - expected)
+    missing = sorted(expected - set(generator))
     if unexpected or missing:
         raise WeightsError(f"{source}: official generator keys do not match RealBasicVSRNet{kwargs}: "
                            f"{len(missing)} missing {missing[:8]}, {len(unexpected)} unexpected {unexpected[:8]}")
-    converted = {key_map[k]: v for k, v in generator.items()}
+    converted = OFFICIAL_KEYS.apply(generator, source=source)
     if net is None:
         with torch.device("meta"):
             net = RealBasicVSRNet(**kwargs)
@@ -244,3 +280,52 @@ def convert_official_discriminator(ckpt: object, *, net: UNetDiscriminatorSN | N
             net = UNetDiscriminatorSN(in_channels=int(first.shape[1]), mid_channels=int(first.shape[0]))
     check_state_dict(disc, net, source=source)
     return disc
+
+
+def _check_overrides(overrides: Mapping[str, object]) -> None:
+    accepted = inspect.signature(RealBasicVSRNet).parameters
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for family 'realbasicvsr'; accepted: {sorted(accepted)} and "
+                          "use_ema")
+
+
+def load_realbasicvsr(path: str | Path, **overrides: object) -> nn.Module:
+    """:class:`RealBasicVSRNet` from a local file, in eval mode on the CPU.
+
+    Args:
+        path: a vsrzoo Lightning checkpoint (``state_dict`` with ``net_g_ema.*`` / ``net_g.*``, generator constructor
+            arguments in ``hyper_parameters['net']``), the official mmediting ``RealBasicVSR_x4.pth`` (converted by
+            :func:`convert_official_checkpoint`), or a bare ``RealBasicVSRNet.state_dict()`` file.
+        **overrides: constructor arguments of the net on top of those recorded (e.g. ``dynamic_refine_thres=5``),
+            plus ``use_ema`` (default True: the EMA generator when present).
+
+    Raises:
+        ConfigError: an unknown override.
+        WeightsError: a folder, missing or foreign file, or weights that do not match.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"realbasicvsr weights path is not a file: {path} is a folder; expected a vsrzoo Lightning "
+                           f".ckpt, the official RealBasicVSR_x4.pth or a RealBasicVSRNet state dict file")
+    source = str(path)
+    use_ema = bool(overrides.pop("use_ema", True))
+    _check_overrides(overrides)
+    ckpt = read_checkpoint(path)
+    recorded: dict[str, object] = {}
+    if is_lightning_checkpoint(ckpt):
+        recorded = net_kwargs_from_hparams(ckpt, RealBasicVSRNet, source=source)
+        state = lightning_generator_state(ckpt, use_ema=use_ema)
+    elif is_official_checkpoint(ckpt):
+        state = convert_official_checkpoint(ckpt, use_ema=use_ema, source=source)
+    elif isinstance(ckpt, Mapping) and "cleaning.features.input_conv.weight" in ckpt.get("state_dict", ckpt):
+        state = dict(ckpt.get("state_dict", ckpt))
+    else:
+        top = sorted(map(str, ckpt))[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+        raise WeightsError(f"{source} is not a RealBasicVSR checkpoint (expected a vsrzoo Lightning checkpoint, "
+                           f"the official mmediting RealBasicVSR_x4.pth or a RealBasicVSRNet state dict); "
+                           f"found {top}")
+    # weight layout from the weights; other options from the recorded config, then the overrides
+    recorded.pop("spynet_pretrained", None)  # SPyNet weights are part of the checkpoint
+    net = RealBasicVSRNet(**{**recorded, **infer_net_kwargs(state, source=source), **overrides})
+    return load_state(net, state, source=source).eval()

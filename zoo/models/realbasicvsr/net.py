@@ -1,4 +1,4 @@
-"""RealBasicVSR generator and the Real-ESRGAN U-Net discriminator, read top to bottom.
+"""RealBasicVSR generator, read top to bottom (its discriminator is :class:`zoo.layers.discriminators.UNetDiscriminatorSN`).
 
 Paper: K. C. K. Chan, S. Zhou, X. Xu, C. C. Loy, "Investigating Tradeoffs in Real-World Video
 Super-Resolution", CVPR 2022 (Sec. 3: image pre-cleaning; Sec. 4: stochastic degradation).
@@ -22,7 +22,6 @@ import torch
 from einops import rearrange
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import spectral_norm
 
 from zoo.config import register_init_args
 from zoo.errors import InputError
@@ -236,79 +235,3 @@ class RealBasicVSRNet(nn.Module):
         if return_lqs:
             return sr, cleaned
         return sr
-
-
-class UNetDiscriminatorSN(nn.Module):
-    """U-Net discriminator with spectral normalisation (Real-ESRGAN, Wang et al. ICCVW 2021, Sec. 4.2).
-
-    Official layout (mmediting 0.x ``UNetDiscriminatorWithSpectralNorm``, same parameter names ``conv_0`` ..
-    ``conv_9``, so ``discriminator.*`` keys of an official checkpoint load directly): ``conv_0`` 3x3, three
-    4x4 stride-2 spectral-norm convs down (x2, x4, x8 channels), three bilinear x2 upsamplings each followed
-    by a spectral-norm 3x3 conv (with skip additions when ``skip_connection``), two more spectral-norm 3x3
-    convs and a plain 3x3 conv to one channel. LeakyReLU 0.2 everywhere. Spectral norm is
-    ``torch.nn.utils.spectral_norm`` (keys ``weight_orig``, ``weight_u``, ``weight_v``).
-
-    Args:
-        in_channels: channels of the input images (3).
-        mid_channels: channels of the first level (64).
-        skip_connection: add encoder features to the decoder features (True).
-    """
-
-    @register_init_args
-    def __init__(self, *, in_channels: int = 3, mid_channels: int = 64, skip_connection: bool = True) -> None:
-        super().__init__()
-        self.skip_connection = skip_connection
-        c = mid_channels
-        self.conv_0 = nn.Conv2d(in_channels, c, 3, 1, 1)
-        self.conv_1 = spectral_norm(nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False))
-        self.conv_2 = spectral_norm(nn.Conv2d(2 * c, 4 * c, 4, 2, 1, bias=False))
-        self.conv_3 = spectral_norm(nn.Conv2d(4 * c, 8 * c, 4, 2, 1, bias=False))
-        self.conv_4 = spectral_norm(nn.Conv2d(8 * c, 4 * c, 3, 1, 1, bias=False))
-        self.conv_5 = spectral_norm(nn.Conv2d(4 * c, 2 * c, 3, 1, 1, bias=False))
-        self.conv_6 = spectral_norm(nn.Conv2d(2 * c, c, 3, 1, 1, bias=False))
-        self.conv_7 = spectral_norm(nn.Conv2d(c, c, 3, 1, 1, bias=False))
-        self.conv_8 = spectral_norm(nn.Conv2d(c, c, 3, 1, 1, bias=False))
-        self.conv_9 = nn.Conv2d(c, 1, 3, 1, 1)
-
-    def _up(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-pixel real/fake logits.
-
-        Args:
-            x: images (n, c, h, w) or clips (b, t, c, h, w), float (the RealBasicVSR recipe feeds SR / GT in
-                [0, 1]); h and w must be multiples of 8 (three stride-2 levels).
-
-        Returns:
-            Logits (n, 1, h, w), or (b, t, 1, h, w) for clip input; unbounded (use with a sigmoid-based loss).
-
-        Raises:
-            InputError: on a wrong number of dimensions or h, w not multiples of 8.
-        """
-        if x.ndim == 5:
-            b = x.shape[0]
-            logits = self.forward(rearrange(x, "b t c h w -> (b t) c h w"))
-            return rearrange(logits, "(b t) c h w -> b t c h w", b=b)
-        if x.ndim != 4:
-            raise InputError(f"discriminator input must be (n, c, h, w) or (b, t, c, h, w); got {tuple(x.shape)}")
-        if x.shape[-2] % 8 or x.shape[-1] % 8:
-            raise InputError(f"discriminator input height and width must be multiples of 8; got {tuple(x.shape)}")
-        feat_0 = F.leaky_relu(self.conv_0(x), 0.2)
-        feat_1 = F.leaky_relu(self.conv_1(feat_0), 0.2)
-        feat_2 = F.leaky_relu(self.conv_2(feat_1), 0.2)
-        feat_3 = F.leaky_relu(self.conv_3(feat_2), 0.2)
-
-        feat_4 = F.leaky_relu(self.conv_4(self._up(feat_3)), 0.2)
-        if self.skip_connection:
-            feat_4 = feat_4 + feat_2
-        feat_5 = F.leaky_relu(self.conv_5(self._up(feat_4)), 0.2)
-        if self.skip_connection:
-            feat_5 = feat_5 + feat_1
-        feat_6 = F.leaky_relu(self.conv_6(self._up(feat_5)), 0.2)
-        if self.skip_connection:
-            feat_6 = feat_6 + feat_0
-
-        out = F.leaky_relu(self.conv_7(feat_6), 0.2)
-        out = F.leaky_relu(self.conv_8(out), 0.2)
-        return self.conv_9(out)

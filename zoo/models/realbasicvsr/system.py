@@ -31,7 +31,9 @@ from einops import rearrange
 from zoo.config import describe_module
 from zoo.errors import WeightsError
 from zoo.losses import GANLoss, PerceptualLoss
-from zoo.models.realbasicvsr.net import RealBasicVSRNet, UNetDiscriminatorSN
+from zoo.layers.discriminators import UNetDiscriminatorSN
+from zoo.models.realbasicvsr.convert import load_realbasicvsr
+from zoo.models.realbasicvsr.net import RealBasicVSRNet
 from zoo.systems.base import EvalOptions, VSRSystem
 
 
@@ -62,6 +64,8 @@ class RealBasicVSR(VSRSystem):
     Raises:
         WeightsError: when ``init_from`` or the VGG19 weights are missing or of the wrong kind.
     """
+
+    family = "realbasicvsr"
 
     def __init__(
         self,
@@ -112,11 +116,9 @@ class RealBasicVSR(VSRSystem):
             self.net_d = None
 
     def _init_generator(self, path: str) -> None:
-        from zoo.hub import load_pretrained  # local import: hub imports this module's siblings
-
         if not Path(path).is_file():
             raise WeightsError(f"init_from: no checkpoint at {path}")
-        source = load_pretrained("realbasicvsr", path)
+        source = load_realbasicvsr(path)
         missing = self.net_g.load_state_dict(source.state_dict(), strict=False)
         if missing.missing_keys or missing.unexpected_keys:
             raise WeightsError(

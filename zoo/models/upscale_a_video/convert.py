@@ -9,9 +9,10 @@ Released folder (sczhou/Upscale-A-Video, ``pretrained_models/upscale_a_video``; 
     scheduler/, low_res_scheduler/, text_encoder/, tokenizer/   diffusers / transformers formats
 
 The ``.bin`` files are ``state_dict()`` of the official classes, written with diffusers 0.16. Their keys map to ours
-by the explicit rules below (first matching rule wins; anything else is kept as is because the official spatial
-blocks use diffusers' names). Every conversion then checks the result against the target network: missing,
-unexpected or mis-shaped keys raise :class:`~zoo.errors.WeightsError`.
+by the explicit rules below (:class:`zoo.weights.KeyMap`: first matching rule wins; anything else is kept as is
+because the official spatial blocks and the temporal attention use diffusers' names). Every conversion then checks
+the result against the target network: missing, unexpected or mis-shaped keys raise
+:class:`~zoo.errors.WeightsError`.
 
 UNet (``unet_video.bin`` -> :class:`UpscaleAVideoUNet`):
 
@@ -19,7 +20,6 @@ UNet (``unet_video.bin`` -> :class:`UpscaleAVideoUNet`):
 official                                                       ours
 =============================================================  =====================================================
 ``*.attentions.<j>.resblock_temporal.*``                       ``*.attentions.<j>.temporal_conv.*``
-``*.attn_temporal.to_out.0.*``                                 ``*.attn_temporal.to_out.*``
 ``*.attn_temporal.time_rel_pos_bias.relative_attention_bias``  ``*.attn_temporal.relative_position.embedding``
 ``down_temp_blocks.<i>.resblocks_3d_temporal.*``               ``down_temporal.<i>.temporal_conv.*``
 ``down_temp_blocks.<i>.resblocks_3d_spatial.*``                ``down_temporal.<i>.spatial_res.*``
@@ -39,27 +39,26 @@ VAE (``vae_3d.bin`` / ``vae_video.bin`` -> :class:`UpscaleAVideoVAE`):
 ``decoder.condition_fuse.shared.<j>.*``                        ``decoder.condition_fuse.trunk.<j>.*``
 =============================================================  =====================================================
 
-RAFT (``raft-things.pth`` -> torchvision ``raft_large``): :func:`raft_key_map`, an explicit table of all 169 keys.
+RAFT (``raft-things.pth`` -> torchvision ``raft_large``): :data:`RAFT_KEYS`, strict rules covering all 169 keys.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from zoo.errors import ConfigError, WeightsError
-from zoo.hub import check_state_dict
+from zoo.weights import KeyMap, check_state_dict, tensor_state
 
 __all__ = [
+    "RAFT_KEYS",
+    "UNET_KEYS",
+    "VAE_KEYS",
     "convert_raft_state_dict",
     "convert_unet_state_dict",
     "convert_vae_state_dict",
-    "raft_key_map",
-    "read_official_config",
     "unet_kwargs_from_official",
     "unet_official_key",
     "vae_kwargs_from_official",
@@ -69,88 +68,65 @@ __all__ = [
 #: RoPE channels of the official temporal attention (``RotaryEmbedding(32)`` in unet_video.py).
 OFFICIAL_ROPE_DIM = 32
 
-_UNET_RULES: tuple[tuple[str, str], ...] = (
-    (r"^(.*\.attentions\.\d+)\.resblock_temporal\.(.*)$", r"\1.temporal_conv.\2"),
-    (r"^(.*\.attn_temporal)\.to_out\.0\.(weight|bias)$", r"\1.to_out.\2"),
-    (r"^(.*\.attn_temporal)\.time_rel_pos_bias\.relative_attention_bias\.weight$",
-     r"\1.relative_position.embedding.weight"),
-    (r"^down_temp_blocks\.(\d+)\.resblocks_3d_temporal\.(.*)$", r"down_temporal.\1.temporal_conv.\2"),
-    (r"^down_temp_blocks\.(\d+)\.resblocks_3d_spatial\.(.*)$", r"down_temporal.\1.spatial_res.\2"),
-    (r"^down_temp_blocks\.(\d+)\.shift_conv\.(.*)$", r"down_temporal.\1.proj_out.\2"),
-    (r"^mid_temp_block\.resblocks_3d_temporal\.(.*)$", r"mid_temporal.temporal_conv.\1"),
-    (r"^mid_temp_block\.resblocks_3d_spatial\.(.*)$", r"mid_temporal.spatial_res.\1"),
-    (r"^mid_temp_block\.shift_conv\.(.*)$", r"mid_temporal.proj_out.\1"),
-    (r"^up_temp_blocks\.(\d+)\.resblocks_3d_temporal\.(.*)$", r"up_temporal.\1.temporal_conv.\2"),
-    (r"^up_temp_blocks\.(\d+)\.resblocks_3d_spatial\.(.*)$", r"up_temporal.\1.spatial_res.\2"),
-    (r"^up_temp_blocks\.(\d+)\.shift_conv\.(.*)$", r"up_temporal.\1.proj_out.\2"),
+#: (official part, ours) of the block-level temporal modules (``{down,up}_temp_blocks.i``, ``mid_temp_block``).
+_TEMPORAL_PARTS = (("resblocks_3d_temporal", "temporal_conv"), ("resblocks_3d_spatial", "spatial_res"),
+                   ("shift_conv", "proj_out"))
+#: Official ``UNetVideoModel`` keys -> :class:`~zoo.models.upscale_a_video.net.UpscaleAVideoUNet`.
+UNET_KEYS = KeyMap(
+    rules=(
+        (r"(.*\.attentions\.\d+)\.resblock_temporal\.(.*)", r"\1.temporal_conv.\2"),
+        (r"(.*\.attn_temporal)\.time_rel_pos_bias\.relative_attention_bias\.weight",
+         r"\1.relative_position.embedding.weight"),
+    )
+    + tuple((rf"(down|up)_temp_blocks\.(\d+)\.{official}\.(.*)", rf"\1_temporal.\2.{ours}.\3")
+            for official, ours in _TEMPORAL_PARTS)
+    + tuple((rf"mid_temp_block\.{official}\.(.*)", rf"mid_temporal.{ours}.\1") for official, ours in _TEMPORAL_PARTS),
+    drop=(r"temporal_rotary_emb\.freqs", r".*\.rotary_emb\.freqs"),
+    name="Upscale-A-Video UNetVideoModel",
 )
-_UNET_DROPPED = re.compile(r"^(temporal_rotary_emb|.*\.rotary_emb)\.freqs$")
 _UNET_OFFICIAL_ROOTS = ("conv_in.", "time_embedding.", "class_embedding.", "down_blocks.", "mid_block.", "up_blocks.",
                         "conv_norm_out.", "conv_out.", "down_temp_blocks.", "mid_temp_block.", "up_temp_blocks.",
                         "temporal_rotary_emb.")
 
-_VAE_RULES: tuple[tuple[str, str], ...] = (
-    (r"^(.*\.mid_block\.attentions\.\d+)\.query\.(weight|bias)$", r"\1.to_q.\2"),
-    (r"^(.*\.mid_block\.attentions\.\d+)\.key\.(weight|bias)$", r"\1.to_k.\2"),
-    (r"^(.*\.mid_block\.attentions\.\d+)\.value\.(weight|bias)$", r"\1.to_v.\2"),
-    (r"^(.*\.mid_block\.attentions\.\d+)\.proj_attn\.(weight|bias)$", r"\1.to_out.0.\2"),
-    (r"^(decoder\..*)\.norm_3d\.(weight|bias)$", r"\1.temporal.norm.\2"),
-    (r"^(decoder\..*)\.conv_3d\.(weight|bias)$", r"\1.temporal.conv.\2"),
-    (r"^decoder\.condition_fuse\.shared\.(\d+)\.(.*)$", r"decoder.condition_fuse.trunk.\1.\2"),
+#: Official ``AutoencoderKLVideo`` keys (``vae_3d.bin`` / ``vae_video.bin``) ->
+#: :class:`~zoo.models.upscale_a_video.net.UpscaleAVideoVAE` (diffusers 0.16 ``AttentionBlock`` -> ``Attention``).
+VAE_KEYS = KeyMap(
+    rules=(
+        (r"(.*\.mid_block\.attentions\.\d+)\.query\.(weight|bias)", r"\1.to_q.\2"),
+        (r"(.*\.mid_block\.attentions\.\d+)\.key\.(weight|bias)", r"\1.to_k.\2"),
+        (r"(.*\.mid_block\.attentions\.\d+)\.value\.(weight|bias)", r"\1.to_v.\2"),
+        (r"(.*\.mid_block\.attentions\.\d+)\.proj_attn\.(weight|bias)", r"\1.to_out.0.\2"),
+        (r"(decoder\..*)\.norm_3d\.(weight|bias)", r"\1.temporal.norm.\2"),
+        (r"(decoder\..*)\.conv_3d\.(weight|bias)", r"\1.temporal.conv.\2"),
+        (r"decoder\.condition_fuse\.shared\.(\d+)\.(.*)", r"decoder.condition_fuse.trunk.\1.\2"),
+    ),
+    name="Upscale-A-Video AutoencoderKLVideo",
 )
 _VAE_OFFICIAL_ROOTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
 
 
-def _apply_rules(key: str, rules: tuple[tuple[str, str], ...]) -> str:
-    for pattern, replacement in rules:
-        new, count = re.subn(pattern, replacement, key)
-        if count:
-            return new
-    return key
-
-
 def unet_official_key(key: str) -> str | None:
     """Our :class:`UpscaleAVideoUNet` key for an official ``UNetVideoModel`` key (None: dropped RoPE buffer)."""
-    if _UNET_DROPPED.match(key):
-        return None
-    return _apply_rules(key, _UNET_RULES)
+    return UNET_KEYS.rename(key)
 
 
 def vae_official_key(key: str) -> str:
     """Our :class:`UpscaleAVideoVAE` key for an official ``AutoencoderKLVideo`` key."""
-    return _apply_rules(key, _VAE_RULES)
+    return VAE_KEYS.rename(key)
 
 
-def _tensor_state(state: object, *, source: str, roots: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    if not isinstance(state, Mapping) or not state:
-        raise WeightsError(f"{source} is not a state dict (got {type(state).__name__})")
-    if isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
-    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise WeightsError(f"{source}: entries that are not tensors: {bad[:5]}")
+def _official_tensors(state: object, *, source: str, roots: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    state = tensor_state(state, source=source)
     if not any(k.startswith(roots) for k in state):
         raise WeightsError(f"{source} does not look like the expected official weights (first keys: "
                            f"{list(state)[:4]}; expected keys starting with {roots[:4]})")
-    return dict(state)
-
-
-def _rename(state: Mapping[str, torch.Tensor], rename, *, source: str) -> dict[str, torch.Tensor]:  # noqa: ANN001
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        new = rename(key)
-        if new is None:
-            continue
-        if new in out:
-            raise WeightsError(f"{source}: two official keys map to {new!r}")
-        out[new] = value
-    return out
+    return state
 
 
 def _check_rope_frequencies(state: Mapping[str, torch.Tensor], *, source: str) -> None:
     expected = 1.0 / 10000.0 ** (torch.arange(0, OFFICIAL_ROPE_DIM, 2, dtype=torch.float32) / OFFICIAL_ROPE_DIM)
     for key, value in state.items():
-        if _UNET_DROPPED.match(key):
+        if UNET_KEYS.is_dropped(key):
             if value.shape != expected.shape or not torch.allclose(value.float(), expected, rtol=1e-3, atol=1e-6):
                 raise WeightsError(f"{source}: {key} is not the fixed RoPE frequency table of a {OFFICIAL_ROPE_DIM}-"
                                    f"channel RotaryEmbedding (shape {tuple(value.shape)}); the official temporal "
@@ -173,9 +149,9 @@ def convert_unet_state_dict(state: Mapping[str, torch.Tensor], net: nn.Module, *
         WeightsError: not a state dict, RoPE buffers that are not the fixed table, or missing / unexpected /
             mis-shaped keys after renaming.
     """
-    state = _tensor_state(state, source=source, roots=_UNET_OFFICIAL_ROOTS)
+    state = _official_tensors(state, source=source, roots=_UNET_OFFICIAL_ROOTS)
     _check_rope_frequencies(state, source=source)
-    converted = _rename(state, unet_official_key, source=source)
+    converted = UNET_KEYS.apply(state, source=source)
     check_state_dict(converted, net, source=source)
     return converted
 
@@ -187,28 +163,13 @@ def convert_vae_state_dict(state: Mapping[str, torch.Tensor], net: nn.Module, *,
     Raises:
         WeightsError: not a state dict, or missing / unexpected / mis-shaped keys after renaming.
     """
-    state = _tensor_state(state, source=source, roots=_VAE_OFFICIAL_ROOTS)
-    converted = _rename(state, vae_official_key, source=source)
+    state = _official_tensors(state, source=source, roots=_VAE_OFFICIAL_ROOTS)
+    converted = VAE_KEYS.apply(state, source=source)
     check_state_dict(converted, net, source=source)
     return converted
 
 
 # ---------------------------------------------------------------------------------------------- configs
-def read_official_config(path: str | Path) -> dict:
-    """Read an official json config.
-
-    Raises:
-        WeightsError: missing or unreadable file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"config file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"cannot read config {path}: {exc}") from exc
-
-
 _BLOCK_2D = {"DownBlock3D": "DownBlock2D", "CrossAttnDownBlock3D": "CrossAttnDownBlock2D",
              "UpBlock3D": "UpBlock2D", "CrossAttnUpBlock3D": "CrossAttnUpBlock2D"}
 
@@ -293,59 +254,37 @@ def vae_kwargs_from_official(config: Mapping[str, object]) -> dict[str, object]:
 
 
 # ---------------------------------------------------------------------------------------------- RAFT
-def _raft_encoder_map(official: str, ours: str, *, batch_norm: bool) -> dict[str, str]:
-    """Keys of an official RAFT ``BasicEncoder`` -> torchvision ``FeatureEncoder`` (BatchNorm if ``batch_norm``)."""
-    norm_params = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked") if batch_norm else ()
-    key_map = {f"{official}.conv1.{p}": f"{ours}.convnormrelu.0.{p}" for p in ("weight", "bias")}
-    key_map.update({f"{official}.norm1.{p}": f"{ours}.convnormrelu.1.{p}" for p in norm_params})
-    for layer in (1, 2, 3):
-        for block in (0, 1):
-            src, dst = f"{official}.layer{layer}.{block}", f"{ours}.layer{layer}.{block}"
-            for i in (1, 2):
-                key_map.update({f"{src}.conv{i}.{p}": f"{dst}.convnormrelu{i}.0.{p}" for p in ("weight", "bias")})
-                key_map.update({f"{src}.norm{i}.{p}": f"{dst}.convnormrelu{i}.1.{p}" for p in norm_params})
-            if layer > 1 and block == 0:  # stride-2 block: 1x1 conv + norm shortcut
-                key_map.update({f"{src}.downsample.0.{p}": f"{dst}.downsample.0.{p}" for p in ("weight", "bias")})
-                key_map.update({f"{src}.downsample.1.{p}": f"{dst}.downsample.1.{p}" for p in norm_params})
-    key_map.update({f"{official}.conv2.{p}": f"{ours}.conv.{p}" for p in ("weight", "bias")})
-    return key_map
-
-
-def raft_key_map() -> dict[str, str]:
-    """Every key of an official RAFT (large) state dict, without ``module.``, -> torchvision ``raft_large`` key.
-
-    Official: princeton-vl/RAFT ``core/raft.py`` (copied in Upscale-A-Video ``models_video/RAFT``): ``fnet``
-    (BasicEncoder, instance norm: no norm parameters), ``cnet`` (BasicEncoder, batch norm), ``update_block``
-    (BasicMotionEncoder ``encoder``, SepConvGRU ``gru``, FlowHead, ``mask`` Sequential(conv, ReLU, conv)).
-    torchvision: ``torchvision/models/optical_flow/raft.py`` ``raft_large``. The official stride-2 blocks'
-    ``norm3.*`` is the same module as ``downsample.1.*`` (stored twice); :func:`convert_raft_state_dict` checks the
-    copies agree and keeps one.
-
-    Returns:
-        Dict of 169 entries (a bijection onto ``raft_large().state_dict()`` keys).
-    """
-    key_map = _raft_encoder_map("fnet", "feature_encoder", batch_norm=False)
-    key_map.update(_raft_encoder_map("cnet", "context_encoder", batch_norm=True))
-    pairs = {
-        "update_block.encoder.convc1": "update_block.motion_encoder.convcorr1.0",
-        "update_block.encoder.convc2": "update_block.motion_encoder.convcorr2.0",
-        "update_block.encoder.convf1": "update_block.motion_encoder.convflow1.0",
-        "update_block.encoder.convf2": "update_block.motion_encoder.convflow2.0",
-        "update_block.encoder.conv": "update_block.motion_encoder.conv.0",
-        "update_block.gru.convz1": "update_block.recurrent_block.convgru1.convz",
-        "update_block.gru.convr1": "update_block.recurrent_block.convgru1.convr",
-        "update_block.gru.convq1": "update_block.recurrent_block.convgru1.convq",
-        "update_block.gru.convz2": "update_block.recurrent_block.convgru2.convz",
-        "update_block.gru.convr2": "update_block.recurrent_block.convgru2.convr",
-        "update_block.gru.convq2": "update_block.recurrent_block.convgru2.convq",
-        "update_block.flow_head.conv1": "update_block.flow_head.conv1",
-        "update_block.flow_head.conv2": "update_block.flow_head.conv2",
-        "update_block.mask.0": "mask_predictor.convrelu.0",
-        "update_block.mask.2": "mask_predictor.conv",
-    }
-    for official, ours in pairs.items():
-        key_map.update({f"{official}.{p}": f"{ours}.{p}" for p in ("weight", "bias")})
-    return key_map
+_NORM = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+_ENCODERS = (("fnet", "feature_encoder"), ("cnet", "context_encoder"))
+#: Official RAFT (princeton-vl/RAFT ``core/raft.py``, copied in Upscale-A-Video ``models_video/RAFT``; keys without
+#: DataParallel's ``module.``) -> torchvision ``raft_large`` (``torchvision/models/optical_flow/raft.py``): ``fnet``
+#: (BasicEncoder, instance norm: no norm parameters) -> ``feature_encoder``, ``cnet`` (batch norm) ->
+#: ``context_encoder``, ``update_block`` (BasicMotionEncoder, SepConvGRU, FlowHead, mask head). The official
+#: stride-2 blocks store their shortcut norm twice (``norm3`` = ``downsample.1``): ``norm3`` is dropped after
+#: :func:`convert_raft_state_dict` checks the copies agree. Strict: any other key is refused.
+RAFT_KEYS = KeyMap(
+    rules=tuple(rule for official, ours in _ENCODERS for rule in (
+        (rf"{official}\.conv1\.(weight|bias)", rf"{ours}.convnormrelu.0.\1"),
+        (rf"{official}\.layer([123])\.([01])\.conv([12])\.(weight|bias)", rf"{ours}.layer\1.\2.convnormrelu\3.0.\4"),
+        (rf"{official}\.layer([23])\.0\.downsample\.0\.(weight|bias)", rf"{ours}.layer\1.0.downsample.0.\2"),
+        (rf"{official}\.conv2\.(weight|bias)", rf"{ours}.conv.\1"),
+    )) + (  # only the context encoder has (batch) norm parameters
+        (r"cnet\.norm1\." + _NORM, r"context_encoder.convnormrelu.1.\1"),
+        (r"cnet\.layer([123])\.([01])\.norm([12])\." + _NORM, r"context_encoder.layer\1.\2.convnormrelu\3.1.\4"),
+        (r"cnet\.layer([23])\.0\.downsample\.1\." + _NORM, r"context_encoder.layer\1.0.downsample.1.\2"),
+        (r"update_block\.encoder\.convc([12])\.(weight|bias)", r"update_block.motion_encoder.convcorr\1.0.\2"),
+        (r"update_block\.encoder\.convf([12])\.(weight|bias)", r"update_block.motion_encoder.convflow\1.0.\2"),
+        (r"update_block\.encoder\.conv\.(weight|bias)", r"update_block.motion_encoder.conv.0.\1"),
+        (r"update_block\.gru\.conv([zrq])([12])\.(weight|bias)",
+         r"update_block.recurrent_block.convgru\2.conv\1.\3"),
+        (r"update_block\.flow_head\.conv([12])\.(weight|bias)", r"update_block.flow_head.conv\1.\2"),
+        (r"update_block\.mask\.0\.(weight|bias)", r"mask_predictor.convrelu.0.\1"),
+        (r"update_block\.mask\.2\.(weight|bias)", r"mask_predictor.conv.\1"),
+    ),
+    drop=(r"cnet\.layer[23]\.0\.norm3\..*",),
+    strict=True,
+    name="RAFT-large (small RAFT is not supported)",
+)
 
 
 def convert_raft_state_dict(state: Mapping[str, torch.Tensor], net: nn.Module | None = None, *,
@@ -367,25 +306,14 @@ def convert_raft_state_dict(state: Mapping[str, torch.Tensor], net: nn.Module | 
     if not isinstance(state, Mapping) or not state:
         raise WeightsError(f"{source} is not a RAFT state dict (got {type(state).__name__})")
     bare = {(k.removeprefix("module.") if isinstance(k, str) else k): v for k, v in state.items()}
-    key_map = raft_key_map()
-    converted: dict[str, torch.Tensor] = {}
-    unexpected = []
+    bare = tensor_state(bare, source=source)
     for key, value in bare.items():
-        if not isinstance(value, torch.Tensor):
-            raise WeightsError(f"{source}: {key!r} is not a tensor")
-        if key in key_map:
-            converted[key_map[key]] = value
-            continue
-        norm3 = re.match(r"^(.*\.layer\d\.0)\.norm3\.(.*)$", key) if isinstance(key, str) else None
-        if norm3 is not None:
-            twin = f"{norm3.group(1)}.downsample.1.{norm3.group(2)}"
-            if twin not in bare or not torch.equal(bare[twin], value):
-                raise WeightsError(f"{source}: {key} differs from {twin} (they are one module in RAFT)")
-            continue
-        unexpected.append(key)
-    if unexpected:
-        raise WeightsError(f"{source}: {len(unexpected)} keys that are not RAFT-large weights, e.g. {unexpected[:6]}"
-                           " (small RAFT is not supported)")
+        twin = re.fullmatch(r"(.*\.layer\d\.0)\.norm3\.(.*)", key) if RAFT_KEYS.is_dropped(key) else None
+        if twin is not None:
+            other = f"{twin.group(1)}.downsample.1.{twin.group(2)}"
+            if other not in bare or not torch.equal(bare[other], value):
+                raise WeightsError(f"{source}: {key} differs from {other} (they are one module in RAFT)")
+    converted = RAFT_KEYS.apply(bare, source=source)
     if net is None:
         from torchvision.models.optical_flow import raft_large
 

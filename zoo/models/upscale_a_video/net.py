@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from zoo.errors import ConfigError, InputError, WeightsError
-from zoo.layers.video_diffusion import (
+from zoo.diffusion.inflation import (
     FrameContext,
     SFTLayer,
     TemporalConvBlock,
@@ -103,7 +103,7 @@ def _check_video(x: torch.Tensor, name: str, channels: int) -> None:
 class TemporalModule(nn.Module):
     """Block-level temporal module of the Upscale-A-Video UNet, residual: ``x + proj_out(g(x))``.
 
-    ``g = spatial_res o temporal_conv``: a :class:`~zoo.layers.video_diffusion.TemporalConvBlock` (kernel 5 over
+    ``g = spatial_res o temporal_conv``: a :class:`~zoo.diffusion.inflation.TemporalConvBlock` (kernel 5 over
     time, timestep embedding) then a diffusers ``ResnetBlock2D`` (3x3, timestep embedding, clip-wide GroupNorm
     when ``norm_over_time``); ``proj_out`` is a 1x1 convolution started at zero. Official
     ``models_video/temporal_module.py`` ``TemporalModule3D`` with ``attention_block_types=('', '')`` (no attention,
@@ -442,9 +442,9 @@ class TemporalDecoder(nn.Module):
 
     - ``condition_in``: two residual blocks (3 -> ``condition_channels``, first with 3 GroupNorm groups) each with a
       3x3x3 convolution residual, at latent resolution;
-    - ``condition_fuse``: :class:`~zoo.layers.video_diffusion.SFTLayer`, applied after ``conv_in``;
+    - ``condition_fuse``: :class:`~zoo.diffusion.inflation.SFTLayer`, applied after ``conv_in``;
     - with ``temporal_convs`` every residual block of ``mid_block`` and ``up_blocks`` is a
-      :class:`~zoo.layers.video_diffusion.VideoResnetBlock`.
+      :class:`~zoo.diffusion.inflation.VideoResnetBlock`.
 
     Official: ``models_video/vae_video.py`` ``Decoder`` with ``UpDecoderBlock3D_plus`` / ``condition_img``.
     Takes over the modules of a diffusers ``Decoder`` (names unchanged).

@@ -2,30 +2,31 @@
 
 Zhou et al., "Upscale-A-Video", CVPR 2024, Sec. 3.2-3.3 and the official inference code (sczhou/Upscale-A-Video
 ``inference_upscale_a_video.py``, ``models_video/pipeline_upscale_a_video.py``, ``models_video/scheduling_ddim.py``).
-One call of :class:`UpscaleAVideoPipeline` upscales a clip ``lq`` (b, t, 3, h, w) in [0, 1] by the VAE's factor (4):
+Built on the shared latent-diffusion layer (:mod:`zoo.diffusion`). One call of :class:`UpscaleAVideoPipeline`
+upscales a clip ``lq`` (b, t, 3, h, w) in [0, 1] by the VAE's factor (4):
 
 1. **Conditioning.** ``lq`` is mapped to [-1, 1] and noise-augmented by the LQ scheduler at ``noise_level``
    (``low_res_scheduler.add_noise``; default 120 of at most 350); the UNet also gets ``noise_level`` as its class
    label. Text: the CLIP text encoder's last hidden states of ``prompt`` and ``negative_prompt`` (official defaults
    "best quality, extremely detailed" / "blur, worst quality"; the official script prepends a LLaVA caption, not
    done here).
-2. **Denoising.** DDIM (``num_inference_steps`` 30, eta 0) from Gaussian latents at the LQ resolution. At every
-   step, for every spatial tile and every temporal window (8 frames, 2 shared), the UNet predicts v for the
-   conditional and unconditional text in one batch; guidance ``v_u + g (v_c - v_u)`` (``g`` = 6, used when > 1).
-   Predictions of overlapping windows are averaged per frame; tiles are blended with feathered weights
-   (:func:`zoo.inference.blend_weights`). Then ``x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v``,
-   ``eps = sqrt(a_t) v + sqrt(1 - a_t) x_t``; at the ``propagation_steps`` x0 is fused along RAFT flows
-   (:func:`zoo.layers.latent_propagation.propagate_latents`); ``x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps``
-   (official ``step_v0`` / ``step_vt``).
-3. **Decoding.** The VAE decodes ``vae_chunk`` (3) frames at a time (its GroupNorm pools over those frames, as in the
-   official code), tile by tile with feathered blending when the frame is tiled; the LQ-conditioned temporal
-   decoder gets the clean LQ frames. Output clamped to [-1, 1], colour-corrected against the bicubic-upsampled LQ
-   (wavelet or AdaIN, :mod:`zoo.layers.color`), mapped to [0, 1].
+2. **Denoising** (:func:`zoo.diffusion.sampler.denoise`, the DDIM scheduler's own ``step``, 30 steps, eta 0) from
+   Gaussian latents at the LQ resolution. At every step, for every temporal window (8 frames, 2 shared) and spatial
+   tile, the UNet predicts v for the conditional and unconditional text in one batch; guidance ``v_u + g (v_c -
+   v_u)`` (``g`` = 6, used when > 1). Windows and tiles are blended by
+   :func:`zoo.diffusion.sampler.predict_over_tiles` with the shared feathered weights. At the ``propagation_steps``
+   the predicted x0 is fused along RAFT flows (:func:`zoo.layers.latent_propagation.propagate_latents`, the loop's
+   ``on_x0`` hook) and the step continues from it with the same noise estimate:
+   ``x_prev = sqrt(a_prev) x0' + sqrt(1 - a_prev) eps`` (official ``step_v0`` / ``step_vt``).
+3. **Decoding** (:func:`zoo.diffusion.vae.iter_decoded_chunks`). The VAE decodes ``vae_chunk`` (3) frames at a time
+   (its GroupNorm pools over those frames, as in the official code), tile by tile with feathered blending when the
+   frame is tiled; the LQ-conditioned temporal decoder gets the clean LQ frames. Output clamped to [-1, 1],
+   colour-corrected against the bicubic-upsampled LQ (wavelet or AdaIN, :mod:`zoo.layers.color`), mapped to [0, 1].
 
 Memory. The clip-level state (latents, LQ, predictions, output) lives on the CPU; only one tile x window (x2 for
 guidance) is on the accelerator at a time, so accelerator memory does not grow with the clip's length or size.
-The CPU holds the latents (``b t 4 h w``) and the output (``b t 3 4h 4w``); for long videos call the sampler through
-:func:`zoo.inference.upscale_video` (via :meth:`UpscaleAVideoPipeline.as_upscaler`), which feeds it chunks.
+For long videos call the sampler through :func:`zoo.inference.upscale_video` (via
+:meth:`UpscaleAVideoPipeline.as_upscaler`), which feeds it chunks.
 
 Differences from the official code, by design:
 
@@ -33,11 +34,13 @@ Differences from the official code, by design:
   patches") and in pixel space when decoding; the official script runs the whole pipeline per tile
   (256 LQ px + 64 px context on each side, only when ``h w >= 384^2``) and pastes the tile centres without
   blending. Here tiles are ``tile`` px and start every ``tile - tile_overlap`` px.
-- Overlapping windows: the plain mean over the windows covering a frame; the official code averages each new
-  window with the running value 0.5 / 0.5 (the same for two windows, unequal weights when three overlap) and can
-  compute the last window twice.
-- Random numbers come from one CPU generator seeded with ``seed`` (LQ augmentation noise first, then the initial
-  latents, as the official order), drawn for the whole clip, so tiling and windowing do not change them.
+- Overlapping windows are cross-faded with the shared feathered weights (``window_blend='feather'``); the official
+  code averages each new window with the running value 0.5 / 0.5 and can compute the last window twice.
+  ``window_blend='uniform'`` gives the plain mean over the covering windows.
+- Random numbers come from one CPU generator per streamed chunk, seeded from ``seed`` and the chunk's first frame
+  (:func:`zoo.diffusion.sampler.chunk_generator`; a whole clip draws what ``seed`` alone gives): LQ augmentation noise
+  first, then the initial latents, as the official order, drawn for the whole chunk, so tiling and windowing do not
+  change them.
 """
 from __future__ import annotations
 
@@ -51,15 +54,16 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from einops import rearrange
 from torch import nn
-from tqdm.auto import tqdm
 
+from zoo.diffusion.sampler import Step, chunk_generator, classifier_free_guidance, denoise, predict_over_tiles
+from zoo.diffusion.tiles import WEIGHT_KINDS, check_window
+from zoo.diffusion.vae import iter_decoded_chunks
 from zoo.errors import ConfigError, InputError
-from zoo.inference import blend_weights, plan_windows
 from zoo.layers.color import COLOR_FIXES, apply_color_fix
 from zoo.layers.latent_propagation import estimate_bidirectional_flows, propagate_latents
 from zoo.models.upscale_a_video.net import UpscaleAVideoComponents
 
-__all__ = ["DEFAULT_LOW_RES_SCHEDULER", "DEFAULT_SCHEDULER", "SamplingOptions", "UpscaleAVideoPipeline",
+__all__ = ["DEFAULT_LOW_RES_SCHEDULER", "DEFAULT_SCHEDULER", "RAFT_MIN_SIZE", "SamplingOptions", "UpscaleAVideoPipeline",
            "UpscaleAVideoUpscaler"]
 
 #: DDIM of the SD x4 upscaler (Stability-AI/stablediffusion ``configs/stable-diffusion/x4-upscaling.yaml``:
@@ -71,6 +75,10 @@ DEFAULT_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0
 #: Noise augmentation of the LQ input (same yaml, ``low_scale_config.noise_schedule_config``).
 DEFAULT_LOW_RES_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
                                  beta_schedule="scaled_linear")
+
+#: Smallest frame side (LQ px) torchvision's ``raft_large`` accepts: its correlation pyramid needs feature maps of at
+#: least 16 px at 1/8 resolution. Latent propagation runs RAFT on whole LQ frames.
+RAFT_MIN_SIZE = 128
 
 _DEFAULT_PROMPT = "best quality, extremely detailed"
 _DEFAULT_NEGATIVE_PROMPT = "blur, worst quality"
@@ -94,10 +102,15 @@ class SamplingOptions:
     seed: int = 0
     window: int | None = 8
     window_overlap: int = 2
+    window_blend: str = "feather"
     tile: int | None = 256
     tile_overlap: int = 64
     vae_chunk: int = 3
     progress: bool = False
+
+
+# plain data: checkpoints that record it in their hyper-parameters load with torch.load(weights_only=True)
+torch.serialization.add_safe_globals([SamplingOptions])
 
 
 def _cross_attention_dim(unet: nn.Module) -> int:
@@ -116,9 +129,9 @@ class UpscaleAVideoPipeline(nn.Module):
     work (predictions are accumulated in float32 on the CPU).
 
     Args:
-        components: from :func:`zoo.hub_diffusion.load_upscale_a_video`. Missing schedulers fall back to the SD x4
-            upscaler's (:data:`DEFAULT_SCHEDULER`, :data:`DEFAULT_LOW_RES_SCHEDULER`); a missing text encoder gives
-            zero text embeddings (with a warning); a missing flow net disables ``propagation_steps``.
+        components: from :func:`zoo.models.upscale_a_video.load.load_upscale_a_video`. Missing schedulers fall back
+            to the SD x4 upscaler's (:data:`DEFAULT_SCHEDULER`, :data:`DEFAULT_LOW_RES_SCHEDULER`); a missing text
+            encoder gives zero text embeddings (with a warning); a missing flow net disables ``propagation_steps``.
 
     Raises:
         ConfigError: UNet and VAE disagree on the latent channels, or the scheduler uses thresholding / an
@@ -193,141 +206,51 @@ class UpscaleAVideoPipeline(nn.Module):
         mask = tokens.attention_mask.to(device) if getattr(config, "use_attention_mask", False) else None
         return self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0].to(self.device)
 
-    # ------------------------------------------------------------------ denoising pieces
+    # ------------------------------------------------------------------ denoising
+    def _unet(self, x: torch.Tensor, timestep: torch.Tensor, *, lq: torch.Tensor, noise_level: torch.Tensor,
+              text: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, timestep, lq, noise_level, text)
+
     def guided_prediction(self, latents: torch.Tensor, timestep: torch.Tensor | int, lq: torch.Tensor,
                           noise_level: torch.Tensor, text: torch.Tensor, uncond_text: torch.Tensor | None,
                           guidance_scale: float) -> torch.Tensor:
         """UNet output for one tile x window, with classifier-free guidance when ``uncond_text`` is given.
 
         Args:
-            latents: (b, n, 4, h, w) noisy latents on :attr:`device`.
+            latents: (b, n, 4, h, w) model input (after ``scale_model_input``) on :attr:`device`.
             timestep: diffusion step.
             lq: (b, n, 3, h, w) noise-augmented LQ in [-1, 1] (same h, w).
             noise_level: (b,) long, the augmentation level (class label).
             text, uncond_text: (b, k, d) conditional / unconditional tokens; ``uncond_text=None`` skips guidance.
-            guidance_scale: ``g`` in ``v_u + g (v_c - v_u)`` (official Eq. of Ho & Salimans 2022).
+            guidance_scale: ``g`` in ``v_u + g (v_c - v_u)`` (Ho & Salimans 2022), through
+                :func:`zoo.diffusion.sampler.classifier_free_guidance`.
 
         Returns:
             (b, n, 4, h, w) float32 on :attr:`device`. With ``guidance_scale`` 1 this equals the conditional
             prediction (up to rounding).
         """
-        model_in = self.scheduler.scale_model_input(latents, timestep)
-        if uncond_text is None:
-            return self.unet(model_in, timestep, lq, noise_level, text).float()
-        v = self.unet(torch.cat([model_in, model_in]), timestep, torch.cat([lq, lq]),
-                      torch.cat([noise_level, noise_level]), torch.cat([uncond_text, text]))
-        v_uncond, v_cond = v.float().chunk(2)
-        return v_uncond + guidance_scale * (v_cond - v_uncond)
-
-    def _predict_tile(self, latents: torch.Tensor, lq: torch.Tensor, windows: list[tuple[int, int]],
-                      **cond: object) -> torch.Tensor:
-        """Windowed prediction over one spatial tile (CPU in, CPU float32 out): mean over the covering windows."""
-        if len(windows) == 1:
-            return self.guided_prediction(latents.to(self.device), lq=lq.to(self.device), **cond).cpu()
-        out = torch.zeros(latents.shape, dtype=torch.float32)
-        count = torch.zeros(latents.shape[1])
-        for start, end in windows:
-            v = self.guided_prediction(latents[:, start:end].to(self.device), lq=lq[:, start:end].to(self.device),
-                                       **cond)
-            out[:, start:end] += v.cpu()
-            count[start:end] += 1
-        return out / rearrange(count, "t -> 1 t 1 1 1")
-
-    def predict(self, latents: torch.Tensor, lq: torch.Tensor, *, windows: list[tuple[int, int]],
-                rows: list[tuple[int, int]], cols: list[tuple[int, int]], **cond: object) -> torch.Tensor:
-        """Guided model output for the whole clip at one step: windows averaged, tiles feather-blended.
-
-        Args:
-            latents: (b, t, 4, h, w) CPU float32.
-            lq: (b, t, 3, h, w) CPU, noise-augmented LQ in [-1, 1].
-            windows: temporal windows ``[start, end)`` (:func:`zoo.inference.plan_windows`).
-            rows, cols: spatial tile spans in latent pixels.
-            **cond: ``timestep``, ``noise_level``, ``text``, ``uncond_text``, ``guidance_scale`` of
-                :meth:`guided_prediction`.
-
-        Returns:
-            (b, t, 4, h, w) CPU float32.
-        """
-        if len(rows) == 1 and len(cols) == 1:
-            return self._predict_tile(latents, lq, windows, **cond)
-        acc = torch.zeros(latents.shape, dtype=torch.float32)
-        weight_sum = torch.zeros(latents.shape[-2:])
-        for r, (y0, y1) in enumerate(rows):
-            for c, (x0, x1) in enumerate(cols):
-                # feathered weights, kept positive so every latent pixel gets a prediction
-                weight = (blend_weights(rows, r)[:, None] * blend_weights(cols, c)[None, :]).clamp_min(1e-3)
-                v = self._predict_tile(latents[..., y0:y1, x0:x1], lq[..., y0:y1, x0:x1], windows, **cond)
-                acc[..., y0:y1, x0:x1] += v * weight
-                weight_sum[y0:y1, x0:x1] += weight
-        return acc / weight_sum
-
-    def _alphas(self, timestep: torch.Tensor, num_inference_steps: int) -> tuple[float, float]:
-        """``(alpha_bar_t, alpha_bar_prev)`` of a DDIM step (prev = t - 1000 // steps; final = alpha_bar at -1)."""
-        t = int(timestep)
-        prev = t - self.scheduler.config.num_train_timesteps // num_inference_steps
-        alpha = float(self.scheduler.alphas_cumprod[t])
-        alpha_prev = float(self.scheduler.alphas_cumprod[prev]) if prev >= 0 else float(
-            self.scheduler.final_alpha_cumprod)
-        return alpha, alpha_prev
-
-    def split_prediction(self, model_output: torch.Tensor, latents: torch.Tensor,
-                         alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predicted clean latents and noise from the model output (DDIM Eq. 12; official ``step_v0``).
-
-        v-prediction: ``x0 = sqrt(a) x_t - sqrt(1 - a) v``, ``eps = sqrt(a) v + sqrt(1 - a) x_t``; epsilon
-        prediction: ``x0 = (x_t - sqrt(1 - a) eps) / sqrt(a)``. x0 is clamped when the scheduler's ``clip_sample``.
-
-        Returns:
-            ``(x0, eps)``, shaped as ``latents``.
-        """
-        sa, sb = alpha**0.5, (1.0 - alpha) ** 0.5
-        if self.scheduler.config.prediction_type == "v_prediction":
-            x0, eps = sa * latents - sb * model_output, sa * model_output + sb * latents
-        else:
-            x0, eps = (latents - sb * model_output) / sa, model_output
-        if self.scheduler.config.clip_sample:
-            limit = self.scheduler.config.clip_sample_range
-            x0 = x0.clamp(-limit, limit)
-        return x0, eps
-
-    @staticmethod
-    def ddim_update(x0: torch.Tensor, eps: torch.Tensor, alpha_prev: float) -> torch.Tensor:
-        """Deterministic DDIM step (eta 0): ``x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps`` (official
-        ``step_vt``)."""
-        return alpha_prev**0.5 * x0 + (1.0 - alpha_prev) ** 0.5 * eps
+        return classifier_free_guidance(
+            self._unet, latents, timestep, cond={"text": text},
+            uncond=None if uncond_text is None else {"text": uncond_text}, guidance_scale=guidance_scale,
+            shared={"lq": lq, "noise_level": noise_level})
 
     # ------------------------------------------------------------------ decoding
-    def _decode_tiles(self, latents: torch.Tensor, lq: torch.Tensor, rows: list[tuple[int, int]],
-                      cols: list[tuple[int, int]]) -> torch.Tensor:
-        """VAE-decode (b, n, 4, h, w) latents tile by tile; returns (b, n, 3, s h, s w) CPU float32 in [-1, 1]."""
-        s = self.scale
+    def _decode(self, z: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """One chunk x tile through the VAE (its own dtype, outside autocast), clamped to [-1, 1]."""
         dtype = self.vae.post_quant_conv.weight.dtype
         autocast = (torch.autocast(self.device.type, enabled=False) if self.device.type in ("cuda", "cpu")
                     else contextlib.nullcontext())
-
-        def decode(z: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-            with autocast:
-                out = self.vae.decode(z.to(self.device, dtype), image.to(self.device, dtype))
-            return out.float().clamp(-1.0, 1.0).cpu()
-
-        if len(rows) == 1 and len(cols) == 1:
-            return decode(latents, lq)
-        b, n, _, h, w = latents.shape
-        acc = torch.zeros(b, n, 3, h * s, w * s)
-        weight_sum = torch.zeros(h * s, w * s)
-        for r, (y0, y1) in enumerate(rows):
-            for c, (x0, x1) in enumerate(cols):
-                weight = (blend_weights(rows, r, s)[:, None] * blend_weights(cols, c, s)[None, :]).clamp_min(1e-3)
-                out = decode(latents[..., y0:y1, x0:x1], lq[..., y0:y1, x0:x1])
-                acc[..., y0 * s:y1 * s, x0 * s:x1 * s] += out * weight
-                weight_sum[y0 * s:y1 * s, x0 * s:x1 * s] += weight
-        return acc / weight_sum
+        with autocast:
+            out = self.vae.decode(z.to(self.device, dtype), lq.to(self.device, dtype))
+        return out.float().clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, lq: torch.Tensor, *, color_fix: str = "wavelet",
                        tile: int | None = 256, tile_overlap: int = 64, vae_chunk: int = 3,
                        progress: bool = False) -> torch.Tensor:
         """Decode sampled latents to frames, ``vae_chunk`` frames at a time, tiled, colour-corrected.
+
+        Through :func:`zoo.diffusion.vae.iter_decoded_chunks` (tiles feather-blended in pixel space).
 
         Args:
             latents: (b, t, 4, h, w) diffusion-space latents (any device; kept on the CPU).
@@ -340,20 +263,18 @@ class UpscaleAVideoPipeline(nn.Module):
         Returns:
             (b, t, 3, s h, s w) CPU float32 in [0, 1].
         """
-        _check_tiling(tile, tile_overlap)
-        if vae_chunk < 1:
-            raise ConfigError(f"vae_chunk must be >= 1; got {vae_chunk}")
+        check_window(tile, tile_overlap, name="tile")
         if color_fix not in COLOR_FIXES:
             raise ConfigError(f"color_fix must be one of {COLOR_FIXES}; got {color_fix!r}")
         latents = latents.detach().to("cpu", torch.float32)
         lq = _check_lq(lq).mul(2.0).sub(1.0)
         b, t, _, h, w = latents.shape
         s = self.scale
-        rows, cols = plan_windows(h, tile, tile_overlap), plan_windows(w, tile, tile_overlap)
         sr = torch.empty(b, t, 3, h * s, w * s)
-        for start in tqdm(range(0, t, vae_chunk), desc="decoding", disable=not progress, leave=False):
-            end = min(t, start + vae_chunk)
-            frames = self._decode_tiles(latents[:, start:end], lq[:, start:end], rows, cols)
+        chunks = iter_decoded_chunks(self._decode, latents, scale=s, chunk=vae_chunk, tile=tile,
+                                     tile_overlap=tile_overlap, context={"lq": lq}, device=self.device,
+                                     progress=progress)
+        for start, end, frames in chunks:
             if color_fix != "none":
                 reference = F.interpolate(rearrange(lq[:, start:end], "b t c h w -> (b t) c h w"), scale_factor=s,
                                           mode="bicubic", align_corners=False)
@@ -377,11 +298,16 @@ class UpscaleAVideoPipeline(nn.Module):
         seed: int = 0,
         window: int | None = 8,
         window_overlap: int = 2,
+        window_blend: str = "feather",
         tile: int | None = 256,
         tile_overlap: int = 64,
         progress: bool = True,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Run the denoising loop; returns the final latents (b, t, 4, h, w) CPU float32. Arguments: :meth:`forward`."""
+        """Run the denoising loop; returns the final latents (b, t, 4, h, w) CPU float32.
+
+        Arguments as :meth:`forward`; ``generator`` (a CPU ``torch.Generator``) replaces ``seed`` when given.
+        """
         lq = _check_lq(lq)
         b, t, _, h, w = lq.shape
         steps = _check_steps(num_inference_steps, propagation_steps)
@@ -389,13 +315,15 @@ class UpscaleAVideoPipeline(nn.Module):
         if isinstance(noise_level, bool) or int(noise_level) != noise_level or not 0 <= noise_level <= max_level:
             raise ConfigError(f"noise_level must be an integer in [0, {max_level}]; got {noise_level!r}")
         noise_level = int(noise_level)
-        _check_tiling(window, window_overlap, name="window")
-        _check_tiling(tile, tile_overlap)
+        check_window(window, window_overlap, name="window")
+        check_window(tile, tile_overlap, name="tile")
+        if window_blend not in WEIGHT_KINDS:
+            raise ConfigError(f"window_blend must be one of {WEIGHT_KINDS}; got {window_blend!r}")
         if steps and self.flow_net is None:
             raise ConfigError("propagation_steps need a flow network (RAFT): load the released folder with its "
                               "propagator/raft-things.pth, or pass raft_path to load_upscale_a_video")
 
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = generator if generator is not None else chunk_generator(int(seed))
         lq_m11 = lq * 2.0 - 1.0
         levels = torch.full((b,), noise_level, dtype=torch.long)
         augmentation = torch.randn(lq.shape, generator=generator)
@@ -410,24 +338,21 @@ class UpscaleAVideoPipeline(nn.Module):
         if uncond_text is not None and uncond_text.shape != text.shape:
             raise InputError(f"prompt and negative_prompt token shapes differ: {tuple(text.shape)} vs "
                              f"{tuple(uncond_text.shape)}")
-        flows = None
-        if steps and t > 1:
-            flows = estimate_bidirectional_flows(self.flow_net, lq_m11, device=self.device)
-
-        self.scheduler.set_timesteps(num_inference_steps)
-        windows = plan_windows(t, window, window_overlap)
-        rows, cols = plan_windows(h, tile, tile_overlap), plan_windows(w, tile, tile_overlap)
+        flows = estimate_bidirectional_flows(self.flow_net, lq_m11, device=self.device) if steps and t > 1 else None
         cond = dict(noise_level=levels.to(self.device), text=text, uncond_text=uncond_text,
                     guidance_scale=float(guidance_scale))
-        bar = tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress, leave=False)
-        for i, timestep in enumerate(bar):
-            v = self.predict(latents, lq_noisy, windows=windows, rows=rows, cols=cols, timestep=timestep, **cond)
-            alpha, alpha_prev = self._alphas(timestep, num_inference_steps)
-            x0, eps = self.split_prediction(v, latents, alpha)
-            if flows is not None and i in steps:
-                x0 = propagate_latents(x0, *flows)
-            latents = self.ddim_update(x0, eps, alpha_prev)
-        return latents
+
+        def model(x: torch.Tensor, timestep: torch.Tensor, step: Step) -> torch.Tensor:
+            return predict_over_tiles(
+                lambda piece, lq: self.guided_prediction(piece, timestep, lq, **cond), x, context={"lq": lq_noisy},
+                window=window, window_overlap=window_overlap, tile=tile, tile_overlap=tile_overlap,
+                window_weights=window_blend, tile_weights_kind="feather", device=self.device)
+
+        def propagate(x0: torch.Tensor, step: Step) -> torch.Tensor | None:
+            return propagate_latents(x0, *flows) if step.index in steps else None
+
+        return denoise(self.scheduler, latents, model, num_inference_steps=num_inference_steps,
+                       on_x0=propagate if flows is not None else None, progress=progress)
 
     @torch.no_grad()
     def forward(
@@ -444,10 +369,12 @@ class UpscaleAVideoPipeline(nn.Module):
         seed: int = 0,
         window: int | None = 8,
         window_overlap: int = 2,
+        window_blend: str = "feather",
         tile: int | None = 256,
         tile_overlap: int = 64,
         vae_chunk: int = 3,
         progress: bool = True,
+        first_frame: int = 0,
     ) -> torch.Tensor:
         """Upscale a clip (``pipeline(lq, ...)``).
 
@@ -463,11 +390,15 @@ class UpscaleAVideoPipeline(nn.Module):
             propagation_steps: indices (0-based, in the order of denoising) of the steps after which x0 is fused
                 along RAFT flows (official ``-p``, e.g. (24, 26, 28)); needs ``components.flow_net``.
             color_fix: ``'wavelet'`` (paper), ``'adain'`` or ``'none'`` (official script default).
-            seed: seed of the CPU generator for all random numbers.
+            seed: seed of the CPU generator for all random numbers (with ``first_frame``:
+                :func:`zoo.diffusion.sampler.chunk_generator`).
             window, window_overlap: temporal UNet windows (official 8 / 2); None: the whole clip at once.
+            window_blend: weights of overlapping windows: ``'feather'`` (default, the shared cross-fade),
+                ``'uniform'`` (a plain mean) or ``'gaussian'``.
             tile, tile_overlap: square spatial tiles in LQ (= latent) pixels (default 256 / 64); None: whole frames.
             vae_chunk: frames per VAE decoder call (official 3).
             progress: tqdm bars.
+            first_frame: index of ``lq``'s first frame in the video (streamed chunks draw their own noise).
 
         Returns:
             sr: (b, t, 3, 4h, 4w) CPU float32 in [0, 1].
@@ -479,9 +410,10 @@ class UpscaleAVideoPipeline(nn.Module):
         """
         latents = self.sample_latents(lq, prompt=prompt, negative_prompt=negative_prompt, noise_level=noise_level,
                                       guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
-                                      propagation_steps=propagation_steps, seed=seed, window=window,
-                                      window_overlap=window_overlap, tile=tile, tile_overlap=tile_overlap,
-                                      progress=progress)
+                                      propagation_steps=propagation_steps, window=window,
+                                      window_overlap=window_overlap, window_blend=window_blend, tile=tile,
+                                      tile_overlap=tile_overlap, progress=progress,
+                                      generator=chunk_generator(int(seed), int(first_frame)))
         return self.decode_latents(latents, lq, color_fix=color_fix, tile=tile, tile_overlap=tile_overlap,
                                    vae_chunk=vae_chunk, progress=progress)
 
@@ -499,7 +431,11 @@ class UpscaleAVideoUpscaler(nn.Module):
     """``nn.Module`` adapter: ``forward(lq (b, t, 3, h, w) [0, 1]) -> sr (b, t, 3, 4h, 4w) [0, 1]`` (CPU float32).
 
     Holds the pipeline (moved with ``.to(device)``) and a :class:`SamplingOptions`; ``scale`` is the pipeline's.
+    ``takes_first_frame``: :mod:`zoo.inference` passes each streamed chunk's first frame index, so every chunk of a
+    video draws its own noise (:func:`zoo.diffusion.sampler.chunk_generator`).
     """
+
+    takes_first_frame = True
 
     def __init__(self, pipeline: UpscaleAVideoPipeline, options: SamplingOptions | None = None) -> None:
         super().__init__()
@@ -507,8 +443,21 @@ class UpscaleAVideoUpscaler(nn.Module):
         self.options = options or SamplingOptions()
         self.scale = pipeline.scale
 
-    def forward(self, lq: torch.Tensor) -> torch.Tensor:
-        return self.pipeline(lq, **asdict(self.options))
+    def forward(self, lq: torch.Tensor, first_frame: int = 0) -> torch.Tensor:
+        return self.pipeline(lq, first_frame=first_frame, **asdict(self.options))
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Refuse LQ frames too small for latent propagation before any work (RAFT runs on whole LQ frames).
+
+        Called by :func:`zoo.inference.upscale_video` once the input's size is known.
+
+        Raises:
+            InputError: ``propagation_steps`` are set and ``min(height, width) < RAFT_MIN_SIZE`` (128 px).
+        """
+        if self.options.propagation_steps and min(height, width) < RAFT_MIN_SIZE:
+            raise InputError(f"latent propagation runs RAFT on the LQ frames, which needs frames of at least "
+                             f"{RAFT_MIN_SIZE}x{RAFT_MIN_SIZE} px (torchvision raft_large); got {width}x{height}: drop "
+                             "the propagation steps for this input")
 
 
 def _check_option_names(options: dict[str, object]) -> dict[str, object]:
@@ -531,15 +480,6 @@ def _check_lq(lq: torch.Tensor) -> torch.Tensor:
     if low < -1e-3 or high > 1.0 + 1e-3:
         raise InputError(f"lq values must be in [0, 1] (got [{low:.3f}, {high:.3f}]); [-1, 1] input? use (x + 1) / 2")
     return lq.clamp(0.0, 1.0)
-
-
-def _check_tiling(size: int | None, overlap: int, *, name: str = "tile") -> None:
-    if size is None:
-        return
-    if not isinstance(size, int) or size < 1:
-        raise ConfigError(f"{name} must be a positive integer or None; got {size!r}")
-    if not isinstance(overlap, int) or not 0 <= overlap < size:
-        raise ConfigError(f"{name}_overlap must be an integer in [0, {name}); got {overlap!r} for {name}={size}")
 
 
 def _check_steps(num_inference_steps: int, propagation_steps: Iterable[int]) -> set[int]:

@@ -20,8 +20,13 @@ Validation, test and predict run the full sampler (:class:`~zoo.models.upscale_a
 with :class:`~zoo.models.upscale_a_video.sampling.SamplingOptions` (use few steps for validation), through the shared
 :class:`zoo.systems.base.VSRSystem` path. ``self.net_g`` is the pipeline (its state dict = the components').
 
-Without ``pretrained`` the networks are randomly initialised and :func:`zoo.hub_diffusion.load_upscale_a_video`
-warns loudly: a diffusion upscaler needs the SD x4 upscaler prior (or the released weights) to be useful.
+Both systems are :class:`~zoo.systems.latent_diffusion.LatentDiffusionSystem`\ s: the frozen networks stay in eval
+mode, and checkpoints hold only the trained layers (plus the discriminator) when built from ``pretrained``; loading
+one rebuilds the frozen networks from that folder.
+
+Without ``pretrained`` the networks are randomly initialised (sizes from ``unet`` / ``vae`` or a ``variant`` of
+``spec.VARIANTS``) and :func:`~zoo.models.upscale_a_video.load.load_upscale_a_video` warns loudly: a diffusion
+upscaler needs the SD x4 upscaler prior (or the released weights) to be useful.
 """
 from __future__ import annotations
 
@@ -34,18 +39,28 @@ from diffusers import DDPMScheduler
 from einops import rearrange
 from torch import nn
 
+from zoo.diffusion.targets import training_pair
 from zoo.errors import ConfigError, WeightsError
-from zoo.hub_diffusion import load_upscale_a_video
+from zoo.layers.discriminators import UNetDiscriminatorSN
 from zoo.losses import GANLoss
-from zoo.models.realbasicvsr.net import UNetDiscriminatorSN
+from zoo.models.upscale_a_video.load import load_upscale_a_video
+from zoo.models.upscale_a_video.net import is_new_parameter
 from zoo.models.upscale_a_video.sampling import SamplingOptions, UpscaleAVideoPipeline
-from zoo.systems.base import EvalOptions, VSRSystem
+from zoo.models.upscale_a_video.spec import SPEC
+from zoo.systems.base import EvalOptions
+from zoo.systems.latent_diffusion import LatentDiffusionSystem
 
 __all__ = ["UpscaleAVideo", "UpscaleAVideoVAEFinetune"]
 
 
 def _build_pipeline(*, pretrained: str | None, unet: dict[str, Any] | None, vae: dict[str, Any] | None,
-                    use_video_vae: bool, load_text_encoder: bool, raft_path: str | None) -> UpscaleAVideoPipeline:
+                    variant: str | None, use_video_vae: bool, load_text_encoder: bool,
+                    raft_path: str | None) -> UpscaleAVideoPipeline:
+    if variant is not None:
+        if pretrained is not None:
+            raise ConfigError(f"variant={variant!r} sizes random networks; pretrained ({pretrained}) fixes its own")
+        sizes = SPEC.variant(variant)
+        unet, vae = unet or sizes["unet"], vae or sizes["vae"]
     overrides: dict[str, object] = dict(use_video_vae=use_video_vae, load_text_encoder=load_text_encoder)
     if unet:
         overrides["unet"] = dict(unet)
@@ -56,33 +71,22 @@ def _build_pipeline(*, pretrained: str | None, unet: dict[str, Any] | None, vae:
     return UpscaleAVideoPipeline(load_upscale_a_video(pretrained, **overrides))
 
 
-class _UpscaleAVideoCommon(VSRSystem):
-    """Shared pieces: the pipeline as ``net_g``, frozen parts kept in eval mode, sampling for evaluation."""
+class _UpscaleAVideoCommon(LatentDiffusionSystem):
+    """Shared pieces: the pipeline as ``net_g``, sampling for evaluation."""
 
+    family = "upscale_a_video"
     net_g: UpscaleAVideoPipeline
     sampling: SamplingOptions
-    _frozen: tuple[str, ...] = ()
 
     def _setup_pipeline(self, pipeline: UpscaleAVideoPipeline, sampling: SamplingOptions | None) -> None:
         if pipeline.scale != self.scale:
             raise ConfigError(f"Upscale-A-Video upscales by its VAE's factor {pipeline.scale}; got scale={self.scale}")
         self.net_g = pipeline
         self.sampling = sampling or SamplingOptions()
-        self.net_g.requires_grad_(False)
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         """Sample SR for ``lq`` (b, t, 3, h, w) in [0, 1] with :attr:`sampling` -> (b, t, 3, 4h, 4w) in [0, 1], CPU."""
         return self.net_g(lq, **asdict(self.sampling))
-
-    def train(self, mode: bool = True) -> _UpscaleAVideoCommon:
-        """Lightning's ``train()`` must not switch the frozen networks (VAE, text encoder, RAFT, LPIPS) to training."""
-        super().train(mode)
-        pipeline = getattr(self, "net_g", None)
-        for name in self._frozen:
-            module = getattr(pipeline, name, None) if hasattr(pipeline, name) else getattr(self, name, None)
-            if isinstance(module, nn.Module):
-                module.eval()
-        return self
 
     @torch.no_grad()
     def _encode(self, frames: torch.Tensor, *, sample: bool) -> torch.Tensor:
@@ -99,6 +103,7 @@ class UpscaleAVideo(_UpscaleAVideoCommon):
         unet: random init / SD x4 only: :class:`~zoo.models.upscale_a_video.net.UpscaleAVideoUNet` options (the whole
             configuration for random init, e.g. a tiny one; temporal options for SD x4).
         vae: same for :class:`~zoo.models.upscale_a_video.net.UpscaleAVideoVAE`.
+        variant: random init only: a named configuration of ``spec.VARIANTS`` (``'tiny'``) for ``unet`` / ``vae``.
         use_video_vae: load/build the LQ-conditioned temporal VAE decoder (used when sampling for evaluation).
         load_text_encoder: load the CLIP text encoder from ``pretrained`` (else zero text embeddings).
         raft_path: RAFT weights (official ``raft-things.pth``) for latent propagation during evaluation.
@@ -119,14 +124,13 @@ class UpscaleAVideo(_UpscaleAVideoCommon):
         WeightsError: a ``pretrained`` folder that cannot be loaded.
     """
 
-    _frozen = ("vae", "text_encoder", "flow_net")
-
     def __init__(
         self,
         *,
         pretrained: str | None = None,
         unet: dict[str, Any] | None = None,
         vae: dict[str, Any] | None = None,
+        variant: str | None = None,
         use_video_vae: bool = False,
         load_text_encoder: bool = True,
         raft_path: str | None = None,
@@ -151,17 +155,17 @@ class UpscaleAVideo(_UpscaleAVideoCommon):
                               f"max_noise_level + 1 = {max_noise_level + 1}")
         if not 0.0 <= prompt_dropout <= 1.0:
             raise ConfigError(f"prompt_dropout must be in [0, 1]; got {prompt_dropout}")
-        pipeline = _build_pipeline(pretrained=pretrained, unet=unet, vae=vae, use_video_vae=use_video_vae,
-                                   load_text_encoder=load_text_encoder, raft_path=raft_path)
+        pipeline = _build_pipeline(pretrained=pretrained, unet=unet, vae=vae, variant=variant,
+                                   use_video_vae=use_video_vae, load_text_encoder=load_text_encoder,
+                                   raft_path=raft_path)
         self._setup_pipeline(pipeline, sampling)
         unet_net = self.net_g.unet
         if max_noise_level > getattr(unet_net, "max_noise_level", max_noise_level):
             raise ConfigError(f"max_noise_level {max_noise_level} exceeds the UNet's {unet_net.max_noise_level}")
-        trainable = unet_net.temporal_parameters() if train_temporal_only else list(unet_net.parameters())
-        if not trainable:
+        trained = self.set_trainable(lambda name, _: name.startswith("net_g.unet.") and (
+            not train_temporal_only or is_new_parameter(name)))
+        if not trained:
             raise ConfigError("train_temporal_only=True but the UNet has no temporal layers")
-        for p in trainable:
-            p.requires_grad_(True)
         unet_net.gradient_checkpointing = gradient_checkpointing
         unet_net.train()  # the loader returns eval-mode networks; Lightning keeps each module's mode
         # training noise schedule = the sampler's (same betas, v-prediction), as a DDPM for add_noise/get_velocity
@@ -185,13 +189,8 @@ class UpscaleAVideo(_UpscaleAVideoCommon):
         """
         b = lq.shape[0]
         latents = self._encode(gt, sample=self.hparams.sample_posterior)
-        noise = torch.randn_like(latents)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), device=lq.device)
-        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-        if self.noise_scheduler.config.prediction_type == "v_prediction":
-            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            target = noise
+        noisy, target = training_pair(self.noise_scheduler, latents, torch.randn_like(latents), timesteps)
         low, high = self.hparams.noise_level_range
         levels = torch.randint(low, high, (b,), device=lq.device)
         lq_noisy = self.net_g.low_res_scheduler.add_noise(lq * 2.0 - 1.0, torch.randn_like(lq), levels)
@@ -210,8 +209,7 @@ class UpscaleAVideo(_UpscaleAVideoCommon):
     # ------------------------------------------------------------------ optimisers
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over the trainable UNet parameters (paper: lr 1e-4), constant learning rate."""
-        params = [p for p in self.net_g.unet.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        return torch.optim.Adam(self.trainable_parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
 
 
 class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
@@ -220,11 +218,11 @@ class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
     Per step: GT latents from the frozen encoder, decoded with the clean LQ frames as condition in chunks of
     ``decode_chunk`` frames (the decoder's GroupNorm pools over them, as when sampling with ``vae_chunk``); generator
     loss ``l1_weight L1 + lpips_weight LPIPS + gan_weight GAN`` on the frames in [0, 1]; then one discriminator step
-    (per-frame :class:`~zoo.models.realbasicvsr.net.UNetDiscriminatorSN`) on GT vs decoded frames.
+    (per-frame :class:`~zoo.layers.discriminators.UNetDiscriminatorSN`) on GT vs decoded frames.
 
     Args:
-        pretrained, unet, vae, load_text_encoder, raft_path: as :class:`UpscaleAVideo` (the UNet is used only by
-            evaluation sampling).
+        pretrained, unet, vae, variant, load_text_encoder, raft_path: as :class:`UpscaleAVideo` (the UNet is used
+            only by evaluation sampling).
         use_video_vae: the temporal decoder (must be True unless ``train_new_layers_only`` is False).
         train_new_layers_only: train only the decoder's new layers (LQ condition + 3D convolutions); False trains the
             whole decoder (and ``post_quant_conv``).
@@ -244,14 +242,13 @@ class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
         WeightsError: ``lpips_weight > 0`` without the AlexNet weights; a ``pretrained`` folder that cannot be loaded.
     """
 
-    _frozen = ("text_encoder", "flow_net", "unet", "lpips")
-
     def __init__(
         self,
         *,
         pretrained: str | None = None,
         unet: dict[str, Any] | None = None,
         vae: dict[str, Any] | None = None,
+        variant: str | None = None,
         use_video_vae: bool = True,
         load_text_encoder: bool = True,
         raft_path: str | None = None,
@@ -279,20 +276,22 @@ class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
             raise ConfigError(f"decode_chunk must be >= 1; got {decode_chunk}")
         if min(l1_weight, lpips_weight, gan_weight) < 0:
             raise ConfigError("loss weights must be >= 0")
-        pipeline = _build_pipeline(pretrained=pretrained, unet=unet, vae=vae, use_video_vae=use_video_vae,
-                                   load_text_encoder=load_text_encoder, raft_path=raft_path)
+        pipeline = _build_pipeline(pretrained=pretrained, unet=unet, vae=vae, variant=variant,
+                                   use_video_vae=use_video_vae, load_text_encoder=load_text_encoder,
+                                   raft_path=raft_path)
         self._setup_pipeline(pipeline, sampling)
-        vae_net = self.net_g.vae
-        if train_new_layers_only:
-            trainable = vae_net.new_parameters()
-        else:
-            trainable = list(vae_net.decoder.parameters()) + list(vae_net.post_quant_conv.parameters())
-        if not trainable:
+
+        def decoder_layer(name: str) -> bool:
+            if not name.startswith("net_g.vae."):
+                return False
+            if train_new_layers_only:
+                return is_new_parameter(name)
+            return name.startswith(("net_g.vae.decoder.", "net_g.vae.post_quant_conv."))
+
+        if not any(decoder_layer(name) for name, _ in self.named_parameters()):
             raise ConfigError("train_new_layers_only=True but the VAE decoder has no new layers: set "
                               "use_video_vae=True (LQ-conditioned temporal decoder)")
-        for p in trainable:
-            p.requires_grad_(True)
-        vae_net.train()  # the loader returns eval-mode networks; Lightning keeps each module's mode
+        self.net_g.vae.train()  # the loader returns eval-mode networks; Lightning keeps each module's mode
         self.lpips = None
         if lpips_weight > 0:
             from zoo.metrics.lpips import LPIPSMetric
@@ -306,6 +305,7 @@ class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
         if gan_weight > 0:
             self.net_d = discriminator if discriminator is not None else UNetDiscriminatorSN()
             self.gan_loss = GANLoss(gan_type=gan_type)
+        self.set_trainable(lambda name, _: decoder_layer(name) or name.startswith("net_d."))
 
     # ------------------------------------------------------------------ training
     def decode(self, latents: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
@@ -344,8 +344,7 @@ class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
     def configure_optimizers(self) -> Any:
         """Adam for the decoder's trainable parameters (and the discriminator), constant learning rates."""
         betas = tuple(self.hparams.betas)
-        params = [p for p in self.net_g.vae.parameters() if p.requires_grad]
-        opt_g = torch.optim.Adam(params, lr=self.hparams.lr_g, betas=betas)
+        opt_g = torch.optim.Adam(self.trainable_parameters("net_g."), lr=self.hparams.lr_g, betas=betas)
         if self.net_d is None:
             return opt_g
         return [opt_g, torch.optim.Adam(self.net_d.parameters(), lr=self.hparams.lr_d, betas=betas)]

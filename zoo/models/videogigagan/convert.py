@@ -1,6 +1,6 @@
 """Loading VideoGigaGAN generators from local files (there is no official release: only this project's checkpoints).
 
-:func:`load_videogigagan` is the family's entry in :mod:`zoo.hub` (``zoo.load_pretrained('videogigagan', path)``).
+:func:`load_videogigagan` is the family's loader (``spec.py``; ``zoo.load_pretrained('videogigagan', path)``).
 It accepts
 
 - a checkpoint written by :class:`zoo.models.videogigagan.system.VideoGigaGAN` (``lightning fit --config
@@ -23,6 +23,13 @@ from torch import nn
 from zoo.config import build_module
 from zoo.errors import WeightsError
 from zoo.models.videogigagan.net import VideoGigaGANNet
+from zoo.weights import (
+    check_state_dict,
+    is_lightning_checkpoint,
+    lightning_generator_state,
+    net_kwargs_from_hparams,
+    read_checkpoint,
+)
 
 __all__ = ["load_videogigagan"]
 
@@ -74,17 +81,8 @@ def load_videogigagan(path: str | Path, **overrides: object) -> nn.Module:
 
     Note:
         Lightning checkpoints with pickled Python objects are loaded with ``weights_only=False`` after a warning
-        (:func:`zoo.hub.read_checkpoint`); only load files you trust.
+        (:func:`zoo.weights.read_checkpoint`); only load files you trust.
     """
-    # zoo.hub's checkpoint helpers, imported here: zoo.hub's family table may import this module
-    from zoo.hub import (
-        check_state_dict,
-        is_lightning_checkpoint,
-        lightning_generator_state,
-        net_kwargs_from_hparams,
-        read_checkpoint,
-    )
-
     use_ema = bool(overrides.pop("use_ema", True))
     source = str(path)
     ckpt = read_checkpoint(path)

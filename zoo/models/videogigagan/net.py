@@ -1,4 +1,4 @@
-"""VideoGigaGAN generator and video discriminator, read top to bottom.
+"""VideoGigaGAN generator, read top to bottom (its video discriminator is :class:`zoo.layers.discriminators.VideoDiscriminator`).
 
 Paper: Y. Xu, T. Park, R. Zhang, Y. Zhou, E. Shechtman, F. Liu, J.-B. Huang, D. Liu, "VideoGigaGAN: Towards
 Detail-rich Video Super-Resolution", ECCV 2024 (arXiv 2404.12388), Sec. 3. It builds on the upsampler of GigaGAN
@@ -34,7 +34,7 @@ import math
 
 import torch
 from einops import rearrange
-from timm.layers import Attention, BlurPool2d, DropPath, Mlp
+from timm.layers import Attention, DropPath, Mlp
 from torch import nn
 from torch.nn import functional as F
 
@@ -42,19 +42,12 @@ from zoo.config import register_init_args
 from zoo.errors import ConfigError, InputError
 from zoo.layers.checks import check_rgb_video
 from zoo.layers.antialias import Downsample2d, HighFrequencyShuttle, check_filter_size
+from zoo.layers.blocks import scaled_leaky_relu
 from zoo.layers.propagation import BidirectionalPropagation
 from zoo.layers.temporal import TemporalConv, TemporalSelfAttention
 
-#: Negative slope of the LeakyReLU used everywhere (StyleGAN2).
-LRELU_SLOPE = 0.2
-#: Gain applied after the LeakyReLU to keep unit variance, sqrt(2) (StyleGAN2 ``fused_leaky_relu``).
-LRELU_GAIN = math.sqrt(2.0)
 #: Epsilon inside the demodulation ``rsqrt`` (StyleGAN2, Karras et al. CVPR 2020, Eq. 3).
 DEMOD_EPS = 1e-8
-
-
-def _lrelu(x: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(x, LRELU_SLOPE) * LRELU_GAIN
 
 
 def _pad_frames(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -137,7 +130,7 @@ class StyleResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Apply the block to ``x`` (n, in_channels, h, w), styles ``w`` (n, style_dim) -> (n, out_channels, h, w)."""
-        out = _lrelu(self.conv2(_lrelu(self.conv1(x, w)), w))
+        out = scaled_leaky_relu(self.conv2(scaled_leaky_relu(self.conv1(x, w)), w))
         skip = x if self.skip is None else self.skip(x)
         return (skip + out) / math.sqrt(2.0)
 
@@ -217,7 +210,7 @@ class EncoderLevel(nn.Module):
             x = self.attn(x)
         skip = self.skip(x)
         if self.down is not None:
-            x = _lrelu(self.down(x))
+            x = scaled_leaky_relu(self.down(x))
         return x, skip
 
 
@@ -430,16 +423,6 @@ class VideoGigaGANNet(nn.Module):
         self.decoder = nn.ModuleList(decoder)
         self.to_rgb = nn.Conv2d(previous, 3, 3, 1, 1)
 
-    @classmethod
-    def tiny(cls, **overrides) -> "VideoGigaGANNet":
-        """Tiny configuration for CPU tests: two levels, 8 base channels, 57,891 trainable parameters (plus the frozen
-        SPyNet when ``flow_propagation``); ``overrides`` win."""
-        kwargs = {"base_channels": 8, "channel_mults": (1, 2), "num_res_blocks": 1, "style_dim": 16,
-                  "attn_levels": (1,), "hr_channels": None, "num_heads": 2, "propagation_channels": 8,
-                  "num_propagation_blocks": 1}
-        kwargs.update(overrides)
-        return cls(**kwargs)
-
     def style(self, n: int) -> torch.Tensor:
         """The style vector ``w`` = mapping(normalised learned latent), repeated for ``n`` frames: (n, style_dim)."""
         latent = self.latent * torch.rsqrt(self.latent.square().mean(dim=1, keepdim=True) + DEMOD_EPS)
@@ -527,123 +510,3 @@ class VideoGigaGANNet(nn.Module):
         check_rgb_video(lq, "lq")
         feats = self.propagate(lq) if self.propagation is not None else None
         return self.upsample(lq, feats)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Discriminator
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-class DiscriminatorBlock(nn.Module):
-    """StyleGAN2 residual discriminator block with anti-aliased x2 downsampling, optionally followed by a residual
-    temporal convolution (kernel 3 over time) that inflates it to video.
-
-    ``main = lrelu(Downsample2d(lrelu(conv3x3(x))))`` (BlurPool + 3x3 conv), ``skip = conv1x1(BlurPool(x))``,
-    ``out = (main + skip) / sqrt(2)`` (Karras et al. CVPR 2020, Fig. 7b, residual D with blurred downsampling).
-
-    Args:
-        in_channels: input channels.
-        out_channels: output channels.
-        temporal: add a :class:`zoo.layers.temporal.TemporalConv` (random init, not zero) after the block.
-        blur_filter_size: binomial filter size, 3 or 5.
-    """
-
-    def __init__(self, *, in_channels: int, out_channels: int, temporal: bool, blur_filter_size: int = 3) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, in_channels, 3, 1, 1)
-        self.down = Downsample2d(in_channels=in_channels, out_channels=out_channels, blurpool=True,
-                                 filter_size=blur_filter_size)
-        self.skip_pool = BlurPool2d(channels=None, filt_size=blur_filter_size, stride=2, pad_mode="reflect")
-        self.skip = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.temporal = TemporalConv(channels=out_channels, kernel_size=3, zero_init=False) if temporal else None
-
-    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Apply the block to frames ``x`` ((b t), in_channels, h, w) -> ((b t), out_channels, h / 2, w / 2)."""
-        main = _lrelu(self.down(_lrelu(self.conv(x))))
-        x = (main + self.skip(self.skip_pool(x))) / math.sqrt(2.0)
-        if self.temporal is not None:
-            video = self.temporal(rearrange(x, "(b t) c h w -> b t c h w", t=num_frames))
-            x = rearrange(video, "b t c h w -> (b t) c h w")
-        return x
-
-
-class VideoDiscriminator(nn.Module):
-    """StyleGAN2-like residual image discriminator inflated to see time (VideoGigaGAN Sec. 3: "the discriminator is
-    inflated to video" — the paper gives no layer list; this layout is ours, see README).
-
-    ``x * 2 - 1`` (StyleGAN's [-1, 1] input range) -> 1x1 ``from_rgb`` + LeakyReLU -> ``len(channel_mults) - 1``
-    :class:`DiscriminatorBlock` (x2 down each, temporal convolution k=3 after each when ``temporal``) -> 3x3 conv +
-    LeakyReLU -> spatial mean -> Linear + LeakyReLU -> Linear -> one logit per frame. Through the temporal
-    convolutions each frame's logit sees ``2 * (len(channel_mults) - 1)`` neighbouring frames on each side.
-
-    Args:
-        in_channels: channels of the input frames (3).
-        base_channels: channels of the first level.
-        channel_mults: channel multipliers per level; ``len - 1`` downsamplings.
-        temporal: inflate to video (False: a per-frame image discriminator).
-        blur_filter_size: binomial filter of the BlurPool downsamplings, 3 or 5.
-
-    With the defaults the discriminator has 11,920,833 parameters (10,100,801 with ``temporal=False``).
-    """
-
-    @register_init_args
-    def __init__(
-        self,
-        *,
-        in_channels: int = 3,
-        base_channels: int = 64,
-        channel_mults: tuple[int, ...] = (1, 2, 4, 8, 8),
-        temporal: bool = True,
-        blur_filter_size: int = 3,
-    ) -> None:
-        super().__init__()
-        if len(channel_mults) < 2:
-            raise ConfigError(f"VideoDiscriminator needs at least two channel_mults; got {channel_mults!r}")
-        check_filter_size(blur_filter_size)
-        channels = [base_channels * mult for mult in channel_mults]
-        self.in_channels = in_channels
-        self.size_multiple = 2 ** (len(channels) - 1)
-        self.from_rgb = nn.Conv2d(in_channels, channels[0], 1)
-        self.blocks = nn.ModuleList(
-            DiscriminatorBlock(in_channels=c_in, out_channels=c_out, temporal=temporal,
-                               blur_filter_size=blur_filter_size)
-            for c_in, c_out in zip(channels[:-1], channels[1:])
-        )
-        self.final_conv = nn.Conv2d(channels[-1], channels[-1], 3, 1, 1)
-        self.fc = nn.Linear(channels[-1], channels[-1])
-        self.out = nn.Linear(channels[-1], 1)
-
-    @classmethod
-    def tiny(cls, **overrides) -> "VideoDiscriminator":
-        """Tiny configuration for CPU tests: 8 base channels, two downsamplings, 10,985 parameters; overrides win."""
-        kwargs = {"base_channels": 8, "channel_mults": (1, 2, 2)}
-        kwargs.update(overrides)
-        return cls(**kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Score clips.
-
-        Args:
-            x: (b, t, in_channels, H, W) float in [0, 1] (SR or GT clips); H and W multiples of
-                ``2**(len(channel_mults) - 1)`` and at least twice that.
-
-        Returns:
-            Logits (b, t), one per frame, unbounded (use with a softplus / non-saturating GAN loss).
-
-        Raises:
-            InputError: on a wrong layout or a size that is not a multiple of :attr:`size_multiple`.
-        """
-        if not isinstance(x, torch.Tensor) or x.ndim != 5 or x.shape[2] != self.in_channels:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InputError(f"VideoDiscriminator expects clips (b, t, {self.in_channels}, H, W); got {shape}")
-        b, t, _, height, width = x.shape
-        m = self.size_multiple
-        if height % m or width % m or min(height, width) < 2 * m:
-            raise InputError(f"VideoDiscriminator needs H and W multiples of {m} and >= {2 * m}; got {height}x{width}")
-        frames = rearrange(x, "b t c h w -> (b t) c h w") * 2.0 - 1.0
-        feat = _lrelu(self.from_rgb(frames))
-        for block in self.blocks:
-            feat = block(feat, t)
-        feat = _lrelu(self.final_conv(feat)).mean(dim=(2, 3))
-        logits = self.out(_lrelu(self.fc(feat)))
-        return rearrange(logits, "(b t) 1 -> b t", b=b, t=t)

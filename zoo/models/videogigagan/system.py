@@ -7,7 +7,7 @@ discriminator update (with a lazy R1 penalty). The paper has no official code; t
 * generator: ``10 * Charbonnier(sr, gt) + 5 * LPIPS(sr, gt) + 0.05 * non-saturating GAN``, every term computed per
   frame and averaged over frames (all frames have the same size, so the mean over ``b t c h w`` is the mean of the
   per-frame means);
-* discriminator: :class:`~zoo.models.videogigagan.net.VideoDiscriminator` (inflated to see time, one logit per
+* discriminator: :class:`~zoo.layers.discriminators.VideoDiscriminator` (inflated to see time, one logit per
   frame), non-saturating loss ``softplus(-D(gt)) + softplus(D(sr))`` averaged over frames, plus the R1 penalty
   (Mescheder et al., ICML 2018) with ``gamma = 0.2048``: ``gamma / 2 * E[||grad_x D(x)||^2]`` on real clips. It is
   applied lazily (StyleGAN2, Karras et al. CVPR 2020, Appendix B "lazy regularization"): every ``r1_interval``-th
@@ -34,9 +34,10 @@ from torch import nn
 
 from zoo.config import describe_module
 from zoo.errors import ConfigError, InputError, WeightsError
-from zoo.inference import blend_weights, plan_windows
+from zoo.diffusion.tiles import TileAccumulator, plan_windows, window_weights
 from zoo.losses import CharbonnierLoss, GANLoss
-from zoo.models.videogigagan.net import VideoDiscriminator, VideoGigaGANNet
+from zoo.layers.discriminators import VideoDiscriminator
+from zoo.models.videogigagan.net import VideoGigaGANNet
 from zoo.systems.base import EvalOptions, VSRSystem
 
 __all__ = ["VideoGigaGAN", "upscale_with_whole_clip_propagation"]
@@ -48,9 +49,10 @@ def upscale_with_whole_clip_propagation(
 ) -> torch.Tensor:
     """The paper's long-clip inference: propagate over the whole clip once, then run the U-Net chunk by chunk.
 
-    Chunks are planned by :func:`zoo.inference.plan_windows` and their outputs cross-faded over shared frames with
-    :func:`zoo.inference.blend_weights` (the weights ``vsrzoo upscale`` uses), so with ``temporal_attention=False``
-    (a per-frame U-Net) the result equals ``net(lq)`` up to float rounding, whatever the chunking. Memory: the
+    Chunks are planned by :func:`zoo.diffusion.tiles.plan_windows` and their outputs cross-faded over shared frames
+    with :func:`zoo.diffusion.tiles.window_weights` (the weights ``vsrzoo upscale`` uses), so with
+    ``temporal_attention=False`` (a per-frame U-Net) the result equals ``net(lq)`` up to float rounding, whatever the
+    chunking. Memory: the
     propagated features of the whole clip, ``(b, t, 2 * propagation_channels, h, w)`` float32, are held at once.
 
     Args:
@@ -75,16 +77,14 @@ def upscale_with_whole_clip_propagation(
     plan = plan_windows(lq.shape[1], chunk_frames, overlap)
     if len(plan) == 1:
         return net.upsample(lq, feats)
-    sr: torch.Tensor | None = None
-    weight_sum = lq.new_zeros(lq.shape[1])
+    blend: TileAccumulator | None = None
     for index, (start, end) in enumerate(plan):
         out = net.upsample(lq[:, start:end], None if feats is None else feats[:, start:end])
-        if sr is None:
-            sr = out.new_zeros(out.shape[0], lq.shape[1], *out.shape[2:])
-        weight = blend_weights(plan, index).to(out)
-        sr[:, start:end] += out * rearrange(weight, "t -> 1 t 1 1 1")
-        weight_sum[start:end] += weight.to(weight_sum)
-    return sr / rearrange(weight_sum.to(sr), "t -> 1 t 1 1 1")
+        if blend is None:
+            blend = TileAccumulator((out.shape[0], lq.shape[1], *out.shape[2:]), axes=(1,), dtype=out.dtype,
+                                    device=out.device)
+        blend.add(((start, end),), out, (window_weights(plan, index),))
+    return blend.result()
 
 
 class VideoGigaGAN(VSRSystem):
@@ -116,6 +116,8 @@ class VideoGigaGAN(VSRSystem):
             missing or not AlexNet; the message names the file.
         ConfigError: negative weights, ``r1_interval < 1``, or a net whose ``scale`` differs from ``scale``.
     """
+
+    family = "videogigagan"
 
     def __init__(
         self,
@@ -303,6 +305,7 @@ class VideoGigaGAN(VSRSystem):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the discriminator step counter (lazy R1 phase) with the checkpoint."""
+        super().on_save_checkpoint(checkpoint)
         checkpoint["videogigagan_d_steps"] = self._d_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
