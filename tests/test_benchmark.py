@@ -15,6 +15,7 @@ from zoo.benchmark.suite import parse_suite
 from zoo.config import describe_module
 from zoo.data import VSRDataModule
 from zoo.errors import ConfigError
+from zoo.hub import family
 from zoo.models.realbasicvsr.net import RealBasicVSRNet
 from zoo.testing import sample_clip_dir
 
@@ -26,7 +27,7 @@ VID4_SUITE = ROOT / "configs" / "benchmarks" / "vid4.yaml"
 def write_tiny_checkpoint(path: Path) -> Path:
     """A RealBasicVSR checkpoint in the project's Lightning layout (EMA generator + recorded net config)."""
     torch.manual_seed(0)
-    net = RealBasicVSRNet(mid_channels=8, num_propagation_blocks=1, num_cleaning_blocks=1)
+    net = RealBasicVSRNet(**family("realbasicvsr").variant("tiny")["net"])
     state = {f"net_g_ema.{k}": v for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": {"net": describe_module(net)}}, path)
     return path
@@ -46,7 +47,7 @@ def test_shipped_suites_parse():
     assert [s.protocol for s in suite.sets] == ["bicubic", "realesrgan", "lq"]
     assert all(s.paths == (str(sample_clip_dir()),) and not s.missing for s in suite.sets)
     random_entry = suite.entry("realbasicvsr_tiny_random")
-    assert random_entry.is_random and random_entry.family == "realbasicvsr"
+    assert random_entry.is_random and random_entry.family == "realbasicvsr" and random_entry.variant == "tiny"
     assert random_entry.describe_weights() == "random (not trained)"
     vid4 = load_suite(VID4_SUITE)
     assert {s.name for s in vid4.sets} == {"vid4_bi", "vid4_realesrgan", "real_lq"}
@@ -65,13 +66,16 @@ def test_suite_adds_bicubic_and_rejects_bad_files():
         parse_suite(_suite_dict(sets=[{"name": "a", "protocol": "blur", "paths": ["x"]}]), name="x")
     with pytest.raises(ConfigError, match="two entries are named 'a'"):
         parse_suite(_suite_dict(entries=[{"name": "a"}, {"name": "a"}]), name="x")
-    with pytest.raises(ConfigError, match="needs 'net"):
+    with pytest.raises(ConfigError, match="needs a model 'family'"):
         parse_suite(_suite_dict(entries=[{"name": "r", "weights": "random"}]), name="x")
-    with pytest.raises(ConfigError, match="needs a 'net'"):  # random networks from zoo.hub: diffusion families only
-        from zoo.benchmark import build_upscaler
+    with pytest.raises(ConfigError, match="'variant' sizes the family's random networks"):
+        parse_suite(_suite_dict(entries=[{"name": "r", "family": "realbasicvsr", "weights": "w.ckpt",
+                                          "variant": "tiny"}]), name="x")
+    from zoo.benchmark import build_upscaler
 
-        suite = parse_suite(_suite_dict(entries=[{"name": "r", "family": "realbasicvsr", "weights": "random"}]),
-                            name="x")
+    suite = parse_suite(_suite_dict(entries=[{"name": "r", "family": "realbasicvsr", "weights": "random",
+                                              "variant": "huge"}]), name="x")
+    with pytest.raises(ConfigError, match="no variant 'huge'"):  # the family table knows its variants
         build_upscaler(suite.entry("r"))
     with pytest.raises(ConfigError, match="multiple of the scale"):
         parse_suite(_suite_dict(sets=[{"name": "a", "protocol": "bicubic", "paths": ["x"], "max_size": 30}]),

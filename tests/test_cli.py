@@ -10,11 +10,12 @@ import torch
 
 from zoo.cli import main
 from zoo.data.video_io import open_video
+from zoo.hub import family
 from zoo.models.realbasicvsr.convert import to_official_state_dict
 from zoo.models.realbasicvsr.net import RealBasicVSRNet
 from zoo.testing import assert_upscaled_copy, sample_clip_dir, shared_data_dir, write_small_real_mp4
 
-TINY_NET = dict(mid_channels=8, num_propagation_blocks=1, num_cleaning_blocks=1)
+TINY_NET = family("realbasicvsr").variant("tiny")["net"]
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +142,27 @@ def test_unknown_command_and_help(capsys) -> None:
     assert "unknown command" in capsys.readouterr().err
     assert main(["--help"]) == 0
     assert "upscale" in capsys.readouterr().out
+
+
+def test_models_lists_the_family_table(capsys) -> None:
+    from zoo.hub import FAMILIES
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for spec in FAMILIES.values():
+        assert f"| {spec.name} | {spec.kind} |" in out and spec.paper in out
+
+
+@pytest.mark.parametrize("family_name", ["realbasicvsr", "videogigagan", "upscale_a_video"])
+def test_random_tiny_variant_of_every_family_runs_a_real_mp4(family_name, small_real_mp4, tmp_path) -> None:
+    """`vsrzoo upscale --random-weights --variant tiny`: the whole path of any family (loading, streaming chunks,
+    the family's own tiling, video writing) on real video, without weights."""
+    out = tmp_path / "sr.mp4"
+    extra = ["--steps", "1"] if family(family_name).kind == "diffusion" else []
+    result = _run_cli("upscale", str(small_real_mp4), "-o", str(out), "--model", family_name, "--random-weights",
+                      "--variant", "tiny", "--max-frames", "6", "--chunk-frames", "4", "--overlap", "1",
+                      "--device", "cpu", "--no-progress", *extra)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "RANDOM" in result.stderr  # the loud warning
+    written = open_video(out)
+    assert written.num_frames == 6 and (written.width, written.height) == (640, 360)

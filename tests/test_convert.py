@@ -23,7 +23,8 @@ from zoo.models.realbasicvsr.convert import (
     official_key_map,
     to_official_state_dict,
 )
-from zoo.models.realbasicvsr.net import RealBasicVSRNet, UNetDiscriminatorSN
+from zoo.layers.discriminators import UNetDiscriminatorSN
+from zoo.models.realbasicvsr.net import RealBasicVSRNet
 
 OFFICIAL = json.loads((Path(__file__).parent / "data" / "realbasicvsr_official_keys.json").read_text())
 TINY = dict(mid_channels=8, num_propagation_blocks=2, num_cleaning_blocks=2)

@@ -1,4 +1,4 @@
-"""zoo.hub: the family table, path handling and the folder-based Upscale-A-Video family.
+"""zoo.hub: the family table, path handling, random variants and the folder-based Upscale-A-Video family.
 
 The Upscale-A-Video weights are a synthetic, tiny **released-format folder** written by
 :func:`write_tiny_released_folder`: official configs (the tiny ones of
@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from zoo.errors import ConfigError, WeightsError
-from zoo.hub import DIFFUSION_FAMILIES, UPSCALE_A_VIDEO_SAMPLING_OPTIONS, available_families, load_pretrained
-from zoo.testing import TINY_CLIP_TEXT, write_clip_tokenizer
+from zoo.hub import FAMILIES, available_families, diffusion_families, families_table, family, load_pretrained
+from zoo.testing import official_random_state, write_clip_tokenizer
 
 torch.set_num_threads(1)
 
@@ -49,28 +49,8 @@ _VAE_TO_OFFICIAL = ((r"^(.*\.mid_block\.attentions\.\d+)\.to_q\.", r"\1.query.")
                     (r"^(.*\.mid_block\.attentions\.\d+)\.to_v\.", r"\1.value."),
                     (r"^(.*\.mid_block\.attentions\.\d+)\.to_out\.0\.", r"\1.proj_attn."))
 FAST = dict(num_inference_steps=2, progress=False)
-TINY_UNET = dict(block_out_channels=(32, 32, 64), layers_per_block=1,
-                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                 only_cross_attention=(True, True, False), attention_head_dim=1, cross_attention_dim=32)
-TINY_VAE = dict(block_out_channels=(32, 32, 32), layers_per_block=1, norm_num_groups=32)
-
-
-def _random_official(entry: dict, seed: int) -> dict[str, torch.Tensor]:
-    """Random RAFT tensors with the official names and shapes (norm3 tied to downsample.1, as in the release)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in entry["keys"].items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(1)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=g) * 0.1
-    for key in state:
-        if ".norm3." in key and ".layer" in key:  # RAFT's stride-2 blocks share that norm
-            state[key] = state[key.replace(".norm3.", ".downsample.1.")]
-    return state
+TINY = family("upscale_a_video").variant("tiny")
+TINY_UNET, TINY_VAE = TINY["unet"], TINY["vae"]
 
 
 def _official_state(net: torch.nn.Module, rules: tuple, to_ours, seed: int) -> dict[str, torch.Tensor]:  # noqa: ANN001
@@ -96,7 +76,7 @@ def write_tiny_text_encoder(root: Path) -> None:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    CLIPTextModel(CLIPTextConfig(**TINY_CLIP_TEXT)).save_pretrained(root / "text_encoder")
+    CLIPTextModel(CLIPTextConfig(**TINY["text_encoder"])).save_pretrained(root / "text_encoder")
     write_clip_tokenizer(root / "tokenizer")
 
 
@@ -118,7 +98,7 @@ def write_tiny_released_folder(root: Path, *, seed: int = 0) -> Path:
                root / "unet" / "unet_video.bin")
     (root / "vae" / "vae_3d_config.json").write_text(json.dumps(TINY_VAE_CONFIG))
     torch.save(_official_state(vae, _VAE_TO_OFFICIAL, convert.vae_official_key, seed), root / "vae" / "vae_3d.bin")
-    torch.save(_random_official(KEYS["raft"], seed + 2), root / "propagator" / "raft-things.pth")
+    torch.save(official_random_state(KEYS["raft"], seed + 2), root / "propagator" / "raft-things.pth")
     DDIMScheduler(**DEFAULT_SCHEDULER).save_config(root / "scheduler")
     DDPMScheduler(**DEFAULT_LOW_RES_SCHEDULER).save_config(root / "low_res_scheduler")
     write_tiny_text_encoder(root)
@@ -134,10 +114,15 @@ def released(tmp_path_factory) -> Path:
 def test_families_are_listed():
     assert {"realbasicvsr", "upscale_a_video", "videogigagan"} <= set(available_families())
     assert available_families() == sorted(available_families())
-    assert DIFFUSION_FAMILIES == {"upscale_a_video"}
+    assert diffusion_families() == ["upscale_a_video"]
     from zoo.models.upscale_a_video.sampling import SamplingOptions
 
-    assert set(UPSCALE_A_VIDEO_SAMPLING_OPTIONS) == {f.name for f in fields(SamplingOptions)}
+    options = {option.name for option in family("upscale_a_video").sampling_options}
+    assert options <= {f.name for f in fields(SamplingOptions)}  # every flag is a sampler option
+    table = families_table()
+    for spec in FAMILIES.values():
+        assert spec.name in table and spec.paper in table and spec.readme_path().is_file()
+        assert spec.weight_forms and "tiny" in spec.variants
 
 
 def test_unknown_family_missing_path_and_wrong_kind(tmp_path):
@@ -148,9 +133,11 @@ def test_unknown_family_missing_path_and_wrong_kind(tmp_path):
             load_pretrained(family, tmp_path / "absent.pth")
     with pytest.raises(WeightsError, match="is a folder"):
         load_pretrained("realbasicvsr", tmp_path)
-    with pytest.raises(ConfigError, match="needs a weights path"):
-        load_pretrained("realbasicvsr", None)
-    with pytest.raises(WeightsError, match="neither the released"):
+    with pytest.raises(ConfigError, match="variant"):
+        load_pretrained("realbasicvsr", None, variant="huge")
+    with pytest.raises(ConfigError, match="sizes random"):
+        load_pretrained("upscale_a_video", tmp_path, variant="tiny")
+    with pytest.raises(WeightsError, match="no known Upscale-A-Video weights layout"):
         load_pretrained("upscale_a_video", tmp_path)  # an empty folder
     other = tmp_path / "other.pth"
     torch.save({"weights": torch.zeros(3)}, other)
@@ -233,3 +220,30 @@ def test_lightning_checkpoint_of_the_system(released, tmp_path):
                        system.net_g.unet.up_temporal[0].proj_out.weight)
     with pytest.raises(ConfigError, match="recorded in the checkpoint"):
         load_pretrained("upscale_a_video", path, pretrained=str(moved), use_video_vae=True)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_family_builds_its_tiny_variant_with_random_weights(name):
+    options = dict(FAST, load_text_encoder=False) if family(name).kind == "diffusion" else {}
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="RANDOM"):
+        net = load_pretrained(name, None, variant="tiny", **options)
+    lq = torch.rand(1, 2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        sr = net(lq)
+    assert sr.shape == (1, 2, 3, 64, 64) and torch.isfinite(sr).all()
+    params = sum(p.numel() for p in net.parameters())
+    assert params < 20_000_000  # tiny (RAFT/SPyNet included where the family has one)
+
+
+def test_sampling_flags_shared_by_families_agree_on_their_type():
+    """``vsrzoo upscale`` defines each sampling flag once for every diffusion family that declares it."""
+    from zoo.cli import _sampling_flags, _upscale_parser
+
+    for dest, owners in _sampling_flags().items():
+        kinds = {(option.type, option.parse is None, option.choices) for _, option in owners}
+        assert len(kinds) == 1, (dest, kinds)
+    help_text = _upscale_parser().format_help()
+    for spec in FAMILIES.values():
+        for option in spec.sampling_options:
+            assert option.cli_flag in help_text

@@ -14,6 +14,7 @@ from torch import nn
 
 from zoo.data.video_io import VideoSource, VideoWriter, open_video
 from zoo.errors import ConfigError, InputError
+from zoo.hub import family
 from zoo.inference import upscale_tensor, upscale_video
 from zoo.testing import sample_clip_dir, shared_data_dir
 
@@ -223,7 +224,7 @@ def test_upscale_video_bf16_on_cpu(tmp_path):
 def test_upscale_video_with_tiny_realbasicvsr(tmp_path):
     net_module = pytest.importorskip("zoo.models.realbasicvsr.net")
     torch.manual_seed(0)
-    net = net_module.RealBasicVSRNet(mid_channels=8, num_propagation_blocks=1, num_cleaning_blocks=1)
+    net = net_module.RealBasicVSRNet(**family("realbasicvsr").variant("tiny")["net"])
     _write_frames(tmp_path / "in", open_video(sample_clip_dir()).read(0, 4)[:, :, 100:132, 200:240])
     summary = upscale_video(net, tmp_path / "in", tmp_path / "out", chunk_frames=3, overlap=1, as_frames=True,
                             progress=False)

@@ -31,10 +31,11 @@ def write_tiny_checkpoint(path: Path) -> Path:
     import torch
 
     from zoo.config import describe_module
+    from zoo.hub import family
     from zoo.models.realbasicvsr.net import RealBasicVSRNet
 
     torch.manual_seed(0)
-    net = RealBasicVSRNet(mid_channels=8, num_propagation_blocks=1, num_cleaning_blocks=1)
+    net = RealBasicVSRNet(**family("realbasicvsr").variant("tiny")["net"])
     state = {f"net_g_ema.{k}": v for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": {"net": describe_module(net)}}, path)
     return path

@@ -7,7 +7,8 @@ from einops import rearrange
 
 from zoo.errors import InputError
 from zoo.layers import PixelShufflePack, ResidualBlockNoBN, ResidualBlocksWithInputConv, SPyNet, flow_warp
-from zoo.models.realbasicvsr.net import MAX_CLEANING_PASSES, RealBasicVSRNet, UNetDiscriminatorSN
+from zoo.layers.discriminators import UNetDiscriminatorSN
+from zoo.models.realbasicvsr.net import MAX_CLEANING_PASSES, RealBasicVSRNet
 
 TINY = dict(mid_channels=8, num_propagation_blocks=2, num_cleaning_blocks=2)
 

@@ -12,12 +12,14 @@ import zoo
 from zoo.cli import lightning_main
 from zoo.data.datamodule import VSRDataModule
 from zoo.errors import WeightsError
-from zoo.models.realbasicvsr.net import RealBasicVSRNet, UNetDiscriminatorSN
+from zoo.hub import family
+from zoo.layers.discriminators import UNetDiscriminatorSN
+from zoo.models.realbasicvsr.net import RealBasicVSRNet
 from zoo.models.realbasicvsr.system import RealBasicVSR
 from zoo.systems.base import EvalOptions
 from zoo.testing import sample_clip_dir
 
-TINY_NET = dict(mid_channels=8, num_propagation_blocks=1, num_cleaning_blocks=1)
+TINY_NET = family("realbasicvsr").variant("tiny")["net"]
 
 
 class _LossRecorder(Callback):

@@ -6,7 +6,6 @@ propagation with RAFT, VAE decoding and the wavelet colour fix; the pictures are
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_hub import TINY_UNET, TINY_VAE, write_tiny_released_folder
+from test_hub import write_tiny_released_folder
 from zoo.cli import main
 from zoo.data.video_io import open_video
 from zoo.testing import assert_upscaled_copy, sample_clip_dir, shared_data_dir, write_small_real_mp4
@@ -76,23 +75,22 @@ def test_random_weights_run_with_a_loud_warning(tmp_path):
     out = tmp_path / "sr"
     with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
         code = main(["upscale", str(clip), "-o", str(out), "--frames", "--model", "upscale_a_video",
-                     "--random-weights", "--option", f"unet={json.dumps(TINY_UNET)}",
-                     "--option", f"vae={json.dumps(TINY_VAE)}",
-                     "--steps", "1", "--device", "cpu", "--no-progress"])
+                     "--random-weights", "--variant", "tiny", "--steps", "1", "--device", "cpu", "--no-progress"])
     assert code == 0
     assert len(list(out.glob("*.png"))) == 2 and open_video(out).width == 64
 
 
-@pytest.mark.parametrize("case", ["flags_for_regression", "random_for_regression", "no_weights", "weights_and_random",
-                                  "bad_steps", "propagation_too_small", "flag_and_option"])
+@pytest.mark.parametrize("case", ["flags_for_regression", "variant_without_random", "unknown_variant", "no_weights",
+                                  "weights_and_random", "bad_steps", "propagation_too_small", "flag_and_option"])
 def test_diffusion_flag_errors(case, released, tmp_path, capsys):
     clip = _frames_folder(tmp_path / "clip")
     base = ["upscale", str(clip), "-o", str(tmp_path / "out"), "--frames", "--device", "cpu", "--no-progress"]
     uav = ["--model", "upscale_a_video"]
     argv, expect = {
         "flags_for_regression": (["--weights", str(tmp_path / "w.pth"), "--steps", "3", "--seed", "1"],
-                                 "--steps, --seed: diffusion sampling option"),
-        "random_for_regression": (["--random-weights"], "diffusion families only"),
+                                 "--seed, --steps: not a sampling option of --model realbasicvsr"),
+        "variant_without_random": (uav + ["--weights", str(released), "--variant", "tiny"], "with --random-weights"),
+        "unknown_variant": (uav + ["--random-weights", "--variant", "huge"], "no variant 'huge'"),
         "no_weights": (uav, "--random-weights"),
         "weights_and_random": (uav + ["--weights", str(released), "--random-weights"], "not both"),
         "bad_steps": (uav + ["--weights", str(released), "--steps", "4", "--propagation-steps", "1,x"],

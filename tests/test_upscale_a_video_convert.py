@@ -2,8 +2,7 @@
 
 ``tests/data/upscale_a_video_official_keys.json`` lists the key names and shapes of TINY official models
 (``UNetVideoModel``, ``AutoencoderKLVideo`` as vae_3d / vae_video, RAFT with DataParallel ``module.`` prefix) and
-their configs; it was written by the parity script (/work/parity_uav/run_parity.py --write-keys) from the official
-code (sczhou/Upscale-A-Video, diffusers 0.16). The tests check that the converters map exactly that key set onto
+their configs; it was written by the parity script from the official code (sczhou/Upscale-A-Video, diffusers 0.16). The tests check that the converters map exactly that key set onto
 our networks with matching shapes, and load synthetic released / SD x4 folders end to end.
 """
 from __future__ import annotations
@@ -17,33 +16,17 @@ from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditi
 from torchvision.models.optical_flow import raft_large
 
 from zoo.errors import ConfigError, WeightsError
-from zoo.hub_diffusion import load_upscale_a_video
+from zoo.hub import family
 from zoo.models.upscale_a_video import convert
+from zoo.models.upscale_a_video.load import load_upscale_a_video
 from zoo.models.upscale_a_video.net import UpscaleAVideoUNet, UpscaleAVideoVAE, is_new_parameter
-from zoo.testing import TINY_CLIP_TEXT, write_clip_tokenizer
+from zoo.testing import official_random_state, write_clip_tokenizer
 
 torch.set_num_threads(1)
 KEYS = json.loads((Path(__file__).parent / "data" / "upscale_a_video_official_keys.json").read_text())
 ROPE = 1.0 / 10000.0 ** (torch.arange(0, 32, 2, dtype=torch.float32) / 32)
-
-
-def _official_state(entry: dict, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors with the official names and shapes (fixed RoPE table, RAFT norm3 = downsample.1)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in entry["keys"].items():
-        if key.endswith("rotary_emb.freqs"):
-            state[key] = ROPE.clone()
-        elif key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(3)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=g) * 0.1
-    for key in state:
-        if ".norm3." in key and ".layer" in key:  # RAFT stride-2 blocks only
-            state[key] = state[key.replace(".norm3.", ".downsample.1.")]
-    return state
+TINY_TEXT = family("upscale_a_video").variant("tiny")["text_encoder"]
+_official_state = official_random_state  # random tensors with the official names and shapes
 
 
 def _unet() -> UpscaleAVideoUNet:
@@ -85,7 +68,8 @@ def test_raft_key_map_covers_official_keys_and_inverts_torchvision():
     official = _official_state(KEYS["raft"])
     converted = convert.convert_raft_state_dict(official, net)
     assert set(converted) == set(net.state_dict())
-    key_map = convert.raft_key_map()
+    key_map = {k: convert.RAFT_KEYS.rename(k) for k in (key.removeprefix("module.") for key in KEYS["raft"]["keys"])}
+    key_map = {k: v for k, v in key_map.items() if v is not None}  # norm3 twins are dropped
     assert len(set(key_map.values())) == len(key_map) == len(net.state_dict())
     # synthetic official checkpoint from torchvision's weights through the inverse map
     ours = net.state_dict()
@@ -154,7 +138,7 @@ def _write_text_encoder(folder: Path) -> None:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    CLIPTextModel(CLIPTextConfig(**TINY_CLIP_TEXT)).save_pretrained(folder / "text_encoder")
+    CLIPTextModel(CLIPTextConfig(**TINY_TEXT)).save_pretrained(folder / "text_encoder")
     write_clip_tokenizer(folder / "tokenizer")
 
 
@@ -248,7 +232,7 @@ def test_random_init_warns_and_loader_errors(tmp_path):
     assert parts.unet.down_temporal[0].proj_out.weight.abs().sum() == 0 and parts.text_encoder is None
     with pytest.raises(WeightsError, match="not found"):
         load_upscale_a_video(tmp_path / "missing")
-    with pytest.raises(WeightsError, match="neither"):
+    with pytest.raises(WeightsError, match="no known Upscale-A-Video weights layout"):
         load_upscale_a_video(tmp_path)
     with pytest.raises(ConfigError, match="unknown overrides"):
         load_upscale_a_video(None, vae_path="x")

@@ -1,7 +1,8 @@
 """Upscale-A-Video networks: inflation equivalence with the diffusers image nets, temporal layers, input checks.
 
 Tiny configurations (32/64 channels, 16x16 latents) on the CPU. Numerical parity with the official code is checked
-by the parity script outside the project (see zoo/models/upscale_a_video/README.md).
+by the parity script outside the project (see zoo/models/upscale_a_video/README.md); the port onto zoo.diffusion by the
+committed goldens (tests/test_upscale_a_video_goldens.py).
 """
 from __future__ import annotations
 
@@ -13,21 +14,21 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from einops import rearrange, repeat
 
 from zoo.errors import ConfigError, InputError
-from zoo.layers.video_diffusion import (
-    FrameContext,
-    FrameGroupNorm,
+from zoo.diffusion.attention import (
     RelativePositionBias,
-    RotaryEmbedding,
-    SFTLayer,
-    TemporalAttention,
-    TemporalConvBlock,
+    TemporalAttnProcessor,
+    apply_rotary,
+    attention_processors,
+    set_attention_processor,
+    temporal_attention,
 )
+from zoo.diffusion.inflation import FrameContext, FrameGroupNorm, SFTLayer, TemporalConvBlock
+from zoo.hub import family
 from zoo.models.upscale_a_video.net import UpscaleAVideoUNet, UpscaleAVideoVAE, is_new_parameter
-from zoo.testing import TINY_UAV_UNET
 
 torch.set_num_threads(1)
 
-TINY_UNET = TINY_UAV_UNET
+TINY_UNET = family("upscale_a_video").variant("tiny")["unet"]
 TINY_VAE = dict(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32)
 
 
@@ -100,7 +101,7 @@ def test_inflation_only_adds_temporal_parameters_and_they_train():
     grads = {n: p.grad for n, p in video.named_parameters()}
     assert all(g is not None for g in grads.values())
     for name in ("down_temporal.0.proj_out.weight",
-                 "down_blocks.1.attentions.0.transformer_blocks.0.attn_temporal.to_out.weight",
+                 "down_blocks.1.attentions.0.transformer_blocks.0.attn_temporal.to_out.0.weight",
                  "down_blocks.1.attentions.0.temporal_conv.conv2.weight"):
         assert grads[name].abs().sum() > 0, name
 
@@ -199,7 +200,9 @@ def test_vae_lq_condition_is_used_and_checked():
 
 # ------------------------------------------------------------------------------------------------ layers
 def test_rotary_embedding_depends_on_relative_position_only():
-    rope = RotaryEmbedding(8)
+    def rope(x: torch.Tensor) -> torch.Tensor:
+        return apply_rotary(x, 8)
+
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(1, 1, 1, 12, generator=g), torch.randn(1, 1, 1, 12, generator=g)
     seq_q, seq_k = q.expand(1, 1, 6, 12), k.expand(1, 1, 6, 12)  # same vectors at positions 0..5
@@ -208,7 +211,7 @@ def test_rotary_embedding_depends_on_relative_position_only():
     torch.testing.assert_close(scores[0, 0, 0, 0], (q[..., :12] * k[..., :12]).sum())
     torch.testing.assert_close(rope(seq_q)[..., 8:], seq_q[..., 8:])  # channels beyond dim pass unchanged
     with pytest.raises(ConfigError):
-        RotaryEmbedding(7)
+        apply_rotary(seq_q, 7)
 
 
 def test_relative_position_buckets_follow_t5():
@@ -223,11 +226,49 @@ def test_temporal_layers_start_as_identity():
     x = torch.randn(2, 32, 4, 3, 3)
     torch.testing.assert_close(TemporalConvBlock(32, kernel_size=5, temb_channels=8)(x, torch.randn(2, 8)), x)
     tokens = torch.randn(5, 4, 32)
-    assert TemporalAttention(32, num_heads=1, head_dim=32)(tokens).abs().max() == 0
+    assert temporal_attention(32, num_heads=1, head_dim=32)(tokens).abs().max() == 0
     feats, cond = torch.randn(3, 32, 4, 4), torch.randn(3, 32, 4, 4)
     torch.testing.assert_close(SFTLayer(32, 32)(feats, cond), feats)
     with pytest.raises(ConfigError):
-        TemporalAttention(32, num_heads=2, head_dim=16, rope_dim=32)
+        temporal_attention(32, num_heads=2, head_dim=16, rope_dim=32)
+
+
+def test_temporal_attention_processor_equals_a_plain_computation():
+    torch.manual_seed(0)
+    attn = temporal_attention(16, num_heads=2, head_dim=8, rope_dim=4, zero_init=False)
+    with torch.no_grad():
+        attn.relative_position.embedding.weight.normal_()
+    tokens = torch.randn(3, 5, 16)
+    q, k, v = (rearrange(proj(tokens), "n t (h d) -> n h t d", h=2) for proj in (attn.to_q, attn.to_k, attn.to_v))
+    q, k = apply_rotary(q, 4), apply_rotary(k, 4)
+    logits = q @ k.transpose(-1, -2) / 8**0.5 + attn.relative_position(5, torch.device("cpu"))
+    reference = attn.to_out[0](rearrange(logits.softmax(-1) @ v, "n h t d -> n t (h d)"))
+    torch.testing.assert_close(attn(tokens), reference, atol=1e-6, rtol=1e-5)
+
+
+def test_attention_processors_can_be_listed_and_swapped_by_name():
+    from diffusers.models.attention_processor import AttnProcessor
+
+    torch.manual_seed(0)
+    net = UpscaleAVideoUNet(**TINY_UNET)
+    processors = attention_processors(net)
+    temporal = [name for name, p in processors.items() if isinstance(p, TemporalAttnProcessor)]
+    assert temporal and all(".attn_temporal.processor" in name for name in temporal)
+    assert len(temporal) == sum(1 for n, _ in net.named_modules() if n.endswith("attn_temporal"))
+    spatial = [name for name in processors if name not in temporal]
+    assert spatial and all(name.endswith(("attn1.processor", "attn2.processor")) for name in spatial)
+    # swap every spatial self-attention layer's processor: the network computes the same (same math)
+    inputs = _inputs(b=1, t=2)
+    with torch.no_grad():
+        before = net(**inputs)
+        count = set_attention_processor(net, lambda name, layer: None if name.endswith("attn_temporal")
+                                        else AttnProcessor())
+        after = net(**inputs)
+    assert count == len(spatial)
+    assert all(type(p).__name__ == "AttnProcessor" for n, p in attention_processors(net).items() if n in spatial)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="no attention layer"):
+        set_attention_processor(net, {"nowhere.processor": AttnProcessor()})
 
 
 def test_frame_group_norm_pools_over_the_clip():

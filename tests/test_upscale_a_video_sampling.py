@@ -1,8 +1,9 @@
 """Upscale-A-Video sampler, latent propagation and colour fixes on tiny random networks (CPU).
 
-Checks the sampler's plumbing: windows and tiles blend to the whole-clip result where they should, guidance, the DDIM
-update against diffusers, flow-direction conventions of the propagation, colour statistics, input checks and the
-``as_upscaler`` adapter with :mod:`zoo.inference`.
+Checks the sampler's plumbing: windows and tiles blend to the whole-clip result where they should, guidance, per-chunk
+seeding, flow-direction conventions of the propagation, colour statistics, input checks and the ``as_upscaler`` adapter
+with :mod:`zoo.inference`. (The shared loop over the scheduler's ``step`` is tested in ``tests/test_diffusion.py``,
+the whole sampler against pre-port goldens in ``tests/test_upscale_a_video_goldens.py``.)
 """
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler
 from einops import rearrange
 from PIL import Image
 from torch import nn
 
+from zoo.diffusion.sampler import chunk_generator
 from zoo.errors import ConfigError, InputError
-from zoo.hub_diffusion import load_upscale_a_video
+from zoo.hub import family
 from zoo.inference import upscale_tensor, upscale_video
 from zoo.layers.color import adain_color_fix, apply_color_fix, wavelet_color_fix, wavelet_decomposition
 from zoo.layers.latent_propagation import (
@@ -28,13 +29,15 @@ from zoo.layers.latent_propagation import (
     propagate_latents,
     resize_flow,
 )
+from zoo.models.upscale_a_video.load import load_upscale_a_video
 from zoo.models.upscale_a_video.net import UpscaleAVideoComponents
-from zoo.models.upscale_a_video.sampling import DEFAULT_SCHEDULER, UpscaleAVideoPipeline
-from zoo.testing import TINY_CLIP_TEXT, TINY_UAV_UNET, TINY_UAV_VAE, write_clip_tokenizer
+from zoo.models.upscale_a_video.sampling import UpscaleAVideoPipeline
+from zoo.testing import write_clip_tokenizer
 
 torch.set_num_threads(1)
 
-TINY_UNET, TINY_VAE = TINY_UAV_UNET, TINY_UAV_VAE
+TINY = family("upscale_a_video").variant("tiny")
+TINY_UNET, TINY_VAE = TINY["unet"], TINY["vae"]
 FAST = dict(num_inference_steps=2, progress=False)
 
 
@@ -164,26 +167,35 @@ def test_guidance_scale_one_equals_conditional_prediction(pipeline):
     assert not torch.allclose(cond_only, uncond_only)
 
 
-def test_ddim_update_matches_diffusers_step(pipeline):
-    scheduler = DDIMScheduler(**DEFAULT_SCHEDULER)
-    scheduler.set_timesteps(7)
-    pipeline.scheduler.set_timesteps(7)
-    g = torch.Generator().manual_seed(0)
-    for timestep in (scheduler.timesteps[0], scheduler.timesteps[3], scheduler.timesteps[-1]):
-        v, x_t = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
-        alpha, alpha_prev = pipeline._alphas(timestep, 7)
-        x0, eps = pipeline.split_prediction(v, x_t, alpha)
-        ours = pipeline.ddim_update(x0, eps, alpha_prev)
-        ref = scheduler.step(v, timestep, x_t, eta=0.0)
-        torch.testing.assert_close(ours, ref.prev_sample, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(x0, ref.pred_original_sample, atol=1e-5, rtol=1e-5)
+def test_window_blend_feather_differs_from_the_plain_mean(pipeline):
+    lq = _lq(t=6)
+    feather = pipeline.sample_latents(lq, window=3, window_overlap=1, **FAST)
+    mean = pipeline.sample_latents(lq, window=3, window_overlap=1, window_blend="uniform", **FAST)
+    assert feather.shape == mean.shape and not torch.allclose(feather, mean)
+    with pytest.raises(ConfigError, match="window_blend"):
+        pipeline(lq, window_blend="median", **FAST)
+
+
+def test_each_streamed_chunk_draws_its_own_noise(pipeline):
+    """The generator is seeded from the seed and the chunk's first frame: identical chunk contents at different
+    positions of a video get different noise; the same position always the same; frame 0 gives what ``seed`` gives."""
+    upscaler = pipeline.as_upscaler(num_inference_steps=1, seed=3, progress=False)
+    assert upscaler.takes_first_frame
+    lq = _lq(t=2, h=16, w=16)
+    first, again, later = upscaler(lq, first_frame=0), upscaler(lq, first_frame=0), upscaler(lq, first_frame=24)
+    assert torch.equal(first, again) and not torch.allclose(first, later)
+    assert torch.equal(first, pipeline(lq, num_inference_steps=1, seed=3, progress=False))
+    a, b = chunk_generator(3, 0), torch.Generator().manual_seed(3)
+    assert torch.equal(torch.randn(4, generator=a), torch.randn(4, generator=b))
+    with pytest.raises(ConfigError, match="first_frame"):
+        chunk_generator(3, -1)
 
 
 def _tiny_text_encoder(folder: Path):  # noqa: ANN202
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    return CLIPTextModel(CLIPTextConfig(**TINY_CLIP_TEXT)).eval(), write_clip_tokenizer(folder)
+    return CLIPTextModel(CLIPTextConfig(**TINY["text_encoder"])).eval(), write_clip_tokenizer(folder)
 
 
 def test_text_encoder_prompts_and_guidance(tmp_path):

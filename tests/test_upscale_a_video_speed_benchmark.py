@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.inference import plan_windows
+from zoo.diffusion.tiles import plan_windows
 from zoo.testing import sample_clip_dir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""Upscale-A-Video LightningModules on tiny random networks: recipes run, the v-loss trains, the right parts train."""
+"""Upscale-A-Video LightningModules on tiny networks: recipes run, the v-loss trains, the right parts train, and
+checkpoints hold only the trained layers (the frozen ones are rebuilt from the ``pretrained`` folder)."""
 from __future__ import annotations
 
 import warnings
@@ -11,15 +12,17 @@ from einops import rearrange
 
 from zoo.cli import lightning_main
 from zoo.errors import ConfigError, WeightsError
+from zoo.hub import family, load_pretrained
 from zoo.models.upscale_a_video.sampling import SamplingOptions
 from zoo.models.upscale_a_video.system import UpscaleAVideo, UpscaleAVideoVAEFinetune
 from zoo.systems.base import EvalOptions
-from zoo.testing import TINY_UAV_UNET, TINY_UAV_VAE
+from zoo.testing import write_sd_x4_folder
 
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_UNET, TINY_VAE = TINY_UAV_UNET, TINY_UAV_VAE
+TINY = family("upscale_a_video").variant("tiny")
+TINY_UNET, TINY_VAE = TINY["unet"], TINY["vae"]
 FAST_SAMPLING = SamplingOptions(num_inference_steps=1, tile=None, window=4, window_overlap=1)
 NO_METRICS = EvalOptions(lpips=False, warping_error=False)
 
@@ -137,3 +140,63 @@ def test_vae_finetune_trains_the_new_decoder_layers():
 def test_vae_finetune_needs_lpips_weights_when_weighted(tmp_path):
     with pytest.raises(WeightsError, match="lpips_weight"):
         _quiet(UpscaleAVideoVAEFinetune, lpips_weights=str(tmp_path / "missing_alexnet.pth"))
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+@pytest.fixture(scope="module")
+def sd_x4_folder(tmp_path_factory) -> Path:
+    """A tiny diffusers SD x4 upscaler folder (random weights) to train from."""
+    return write_sd_x4_folder(tmp_path_factory.mktemp("sd_x4") / "sd_x4", unet=TINY_UNET, vae=TINY_VAE,
+                              text_encoder=TINY["text_encoder"])
+
+
+def _fit(system: UpscaleAVideo, root: Path, *, max_steps: int, ckpt_path: str | None = None) -> Path:
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    batch = _batch(t=2, h=8, w=8)
+    data = DataLoader([{k: v[0] if torch.is_tensor(v) else v[0] for k, v in batch.items()}] * 4, batch_size=1)
+    trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=root, limit_val_batches=0,
+                        num_sanity_val_steps=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(system, train_dataloaders=data, ckpt_path=ckpt_path)
+    (path,) = sorted(root.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)[-1:]
+    return path
+
+
+def test_checkpoints_hold_the_trained_layers_only_and_reload(sd_x4_folder, tmp_path):
+    torch.manual_seed(0)
+    system = UpscaleAVideo(pretrained=str(sd_x4_folder), sampling=FAST_SAMPLING, evaluation=NO_METRICS, lr=1e-3)
+    trained = {n for n, p in system.named_parameters() if p.requires_grad}
+    path = _fit(system, tmp_path / "run", max_steps=2)
+    ckpt = torch.load(path, map_location="cpu")
+    assert set(ckpt["state_dict"]) == trained  # temporal layers only: no VAE, text encoder or image UNet
+    assert ckpt["vsrzoo"] == {"family": "upscale_a_video", "weights": "trained", "pretrained": str(sd_x4_folder)}
+    full = sum(v.numel() for v in system.state_dict().values())
+    assert sum(v.numel() for v in ckpt["state_dict"].values()) < 0.5 * full
+
+    # zoo.load_pretrained rebuilds the frozen parts from the folder and takes the trained ones from the checkpoint
+    upscaler = load_pretrained("upscale_a_video", path, num_inference_steps=1, progress=False)
+    ours = system.net_g.state_dict()
+    for key, value in upscaler.pipeline.state_dict().items():
+        assert torch.equal(value, ours[key]), key
+    # the Lightning way: a fresh system from the same folder + the checkpoint
+    again = UpscaleAVideo.load_from_checkpoint(path, map_location="cpu")
+    assert all(torch.equal(v, ours[k]) for k, v in again.net_g.state_dict().items())
+    # resuming training from it works (optimizer state of the trained layers only)
+    resumed = UpscaleAVideo(pretrained=str(sd_x4_folder), sampling=FAST_SAMPLING, evaluation=NO_METRICS, lr=1e-3)
+    _fit(resumed, tmp_path / "resumed", max_steps=3, ckpt_path=str(path))
+
+    broken = dict(ckpt, state_dict={k: v for k, v in ckpt["state_dict"].items() if "down_temporal.0" not in k})
+    torch.save(broken, tmp_path / "broken.ckpt")
+    with pytest.raises(WeightsError, match="missing"):
+        UpscaleAVideo.load_from_checkpoint(tmp_path / "broken.ckpt", map_location="cpu")
+
+
+def test_random_init_checkpoints_keep_everything(tmp_path):
+    system = _quiet(UpscaleAVideo)
+    path = _fit(system, tmp_path / "run", max_steps=1)
+    ckpt = torch.load(path, map_location="cpu")
+    assert set(ckpt["state_dict"]) == set(system.state_dict()) and ckpt["vsrzoo"]["weights"] == "all"

@@ -1,6 +1,6 @@
 """VideoGigaGAN network: shapes, gradients for every switch combination, and the four mechanisms as properties.
 
-CPU, tiny configurations (``VideoGigaGANNet.tiny()``, ``VideoDiscriminator.tiny()``), real frames of the embedded
+CPU, tiny configurations (``tiny_net()``, ``tiny_discriminator()``), real frames of the embedded
 sample clip where an image matters (BlurPool shift test, overfit run).
 """
 from __future__ import annotations
@@ -15,9 +15,13 @@ from zoo.config import build_module, describe_module
 from zoo.data.video_io import open_video
 from zoo.errors import ConfigError, InputError
 from zoo.layers.antialias import Downsample2d, HighFrequencySplit, LowPass2d
+from zoo.layers.discriminators import VideoDiscriminator
 from zoo.layers.temporal import TemporalConv, TemporalSelfAttention
-from zoo.models.videogigagan import VideoDiscriminator, VideoGigaGANNet
+from zoo.models.videogigagan.net import VideoGigaGANNet
 from zoo.testing import sample_clip_dir
+
+from _tiny import tiny_discriminator, tiny_net
+
 
 SWITCHES = ("temporal_attention", "flow_propagation", "blurpool", "hf_shuttle")
 COMBINATIONS = [dict(zip(SWITCHES, values)) for values in itertools.product((False, True), repeat=4)]
@@ -60,7 +64,7 @@ def _manual_low_pass(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("switches", COMBINATIONS, ids=lambda s: "-".join(k[:4] for k, v in s.items() if v) or "none")
 def test_shapes_and_gradients_every_switch_combination(switches):
     torch.manual_seed(0)
-    net = VideoGigaGANNet.tiny(**switches)
+    net = tiny_net(**switches)
     _unfreeze_zero_init(net)
     lq = torch.rand(1, 3, 3, 12, 18)  # 12 and 18 are not multiples of the stride: padding + crop
     sr = net(lq)
@@ -83,14 +87,14 @@ def test_shapes_and_gradients_every_switch_combination(switches):
 
 def test_scale_2_and_odd_sizes():
     torch.manual_seed(0)
-    net = VideoGigaGANNet.tiny(scale=2)
+    net = tiny_net(scale=2)
     for shape in [(2, 2, 3, 16, 16), (1, 1, 3, 5, 7)]:
         sr = net(torch.rand(shape))
         assert sr.shape == (*shape[:3], 2 * shape[3], 2 * shape[4])
 
 
 def test_input_errors_and_config_errors():
-    net = VideoGigaGANNet.tiny(flow_propagation=False)
+    net = tiny_net(flow_propagation=False)
     with pytest.raises(InputError, match=r"\(b, t, 3, h, w\)"):
         net(torch.rand(1, 3, 16, 16))
     with pytest.raises(InputError, match="RGB"):
@@ -100,16 +104,16 @@ def test_input_errors_and_config_errors():
     with pytest.raises(ConfigError):
         net.propagate(torch.rand(1, 2, 3, 16, 16))
     with pytest.raises(ConfigError, match="power of two"):
-        VideoGigaGANNet.tiny(scale=3)
+        tiny_net(scale=3)
     with pytest.raises(ConfigError, match="attn_levels"):
-        VideoGigaGANNet.tiny(attn_levels=(5,))
+        tiny_net(attn_levels=(5,))
     with pytest.raises(InputError, match="multiples of 4"):
-        VideoDiscriminator.tiny()(torch.rand(1, 2, 3, 18, 16))
+        tiny_discriminator()(torch.rand(1, 2, 3, 18, 16))
 
 
 def test_propagated_features_can_be_given_per_chunk():
     torch.manual_seed(0)
-    net = VideoGigaGANNet.tiny(temporal_attention=False).eval()
+    net = tiny_net(temporal_attention=False).eval()
     lq = torch.rand(1, 4, 3, 16, 16)
     with torch.no_grad():
         whole = net(lq)
@@ -122,7 +126,7 @@ def test_propagated_features_can_be_given_per_chunk():
 
 def test_checkpoint_rebuild_from_init_args():
     torch.manual_seed(0)
-    net = VideoGigaGANNet.tiny(scale=2, hf_shuttle=False)
+    net = tiny_net(scale=2, hf_shuttle=False)
     spec = describe_module(net)
     assert spec["class_path"] == "zoo.models.videogigagan.net.VideoGigaGANNet"
     rebuilt = build_module(spec)
@@ -156,7 +160,7 @@ def test_blurpool_makes_encoder_features_more_shift_stable(sample_frames):
             states = {}
             for blurpool in (False, True):
                 torch.manual_seed(seed)
-                net = VideoGigaGANNet.tiny(channel_mults=(1, 2, 2, 2), attn_levels=(), flow_propagation=False,
+                net = tiny_net(channel_mults=(1, 2, 2, 2), attn_levels=(), flow_propagation=False,
                                            temporal_attention=False, hf_shuttle=False, blurpool=blurpool)
                 states[blurpool] = net.state_dict()
                 captured = {}
@@ -176,7 +180,7 @@ def test_blurpool_makes_encoder_features_more_shift_stable(sample_frames):
 @pytest.mark.parametrize("hf_shuttle", [True, False])
 def test_hf_shuttle_skip_carries_feature_minus_low_pass(hf_shuttle):
     torch.manual_seed(0)
-    net = VideoGigaGANNet.tiny(channel_mults=(1, 2, 2), attn_levels=(2,), flow_propagation=False,
+    net = tiny_net(channel_mults=(1, 2, 2), attn_levels=(2,), flow_propagation=False,
                                hf_shuttle=hf_shuttle)
     encoder_io, decoder_skips = [], []
     for level in net.encoder:
@@ -198,8 +202,8 @@ def test_hf_shuttle_skip_carries_feature_minus_low_pass(hf_shuttle):
 @pytest.mark.parametrize("flow_propagation", [False, True])
 def test_fresh_temporal_layers_keep_the_per_frame_output(flow_propagation):
     torch.manual_seed(0)
-    temporal = VideoGigaGANNet.tiny(temporal_attention=True, flow_propagation=flow_propagation).eval()
-    per_frame = VideoGigaGANNet.tiny(temporal_attention=False, flow_propagation=flow_propagation).eval()
+    temporal = tiny_net(temporal_attention=True, flow_propagation=flow_propagation).eval()
+    per_frame = tiny_net(temporal_attention=False, flow_propagation=flow_propagation).eval()
     result = per_frame.load_state_dict(temporal.state_dict(), strict=False)
     assert not result.missing_keys
     assert result.unexpected_keys and all(".temporal_" in key for key in result.unexpected_keys)
@@ -215,7 +219,7 @@ def test_fresh_temporal_layers_keep_the_per_frame_output(flow_propagation):
 def test_discriminator_shapes_gradients_and_temporal_switch():
     torch.manual_seed(0)
     for temporal in (True, False):
-        disc = VideoDiscriminator.tiny(temporal=temporal)
+        disc = tiny_discriminator(temporal=temporal)
         clip = torch.rand(2, 3, 3, 16, 20)
         logits = disc(clip)
         assert logits.shape == (2, 3)
@@ -227,9 +231,9 @@ def test_discriminator_shapes_gradients_and_temporal_switch():
     changed[:, 0] = torch.rand(3, 16, 16)
     with torch.no_grad():
         torch.manual_seed(1)
-        video_d = VideoDiscriminator.tiny(temporal=True)
+        video_d = tiny_discriminator(temporal=True)
         torch.manual_seed(1)
-        image_d = VideoDiscriminator.tiny(temporal=False)
+        image_d = tiny_discriminator(temporal=False)
         assert not torch.allclose(video_d(clip)[:, 1], video_d(changed)[:, 1])
         torch.testing.assert_close(image_d(clip)[:, 1:], image_d(changed)[:, 1:])
 
@@ -243,7 +247,7 @@ def test_short_overfit_lowers_charbonnier(sample_frames):
     gt = sample_frames[:, :, 150:198, 300:348][None]  # (1, 3, 3, 48, 48)
     lq = F.interpolate(gt[0], scale_factor=0.25, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)[None]
     torch.manual_seed(0)
-    net = VideoGigaGANNet.tiny()
+    net = tiny_net()
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=2e-3)
 
     def charbonnier(sr: torch.Tensor) -> torch.Tensor:

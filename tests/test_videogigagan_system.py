@@ -1,6 +1,6 @@
 """VideoGigaGAN system: the paper's losses, G/D/EMA updates, LPIPS weights handling, checkpoints, recipe and ablations.
 
-CPU, tiny networks (``VideoGigaGANNet.tiny()``, ``VideoDiscriminator.tiny()``), real frames of the embedded sample clip.
+CPU, tiny networks (``tiny_net()``, ``tiny_discriminator()``), real frames of the embedded sample clip.
 """
 from __future__ import annotations
 
@@ -20,11 +20,16 @@ from zoo.data.datamodule import VSRDataModule
 from zoo.data.degradations.ops import bicubic_downsample
 from zoo.data.video_io import open_video
 from zoo.errors import ConfigError, WeightsError
+from zoo.hub import family
+from zoo.layers.discriminators import VideoDiscriminator
 from zoo.models.videogigagan.convert import load_videogigagan
-from zoo.models.videogigagan.net import VideoDiscriminator, VideoGigaGANNet
+from zoo.models.videogigagan.net import VideoGigaGANNet
 from zoo.models.videogigagan.system import VideoGigaGAN, upscale_with_whole_clip_propagation
 from zoo.systems.base import EvalOptions
 from zoo.testing import sample_clip_dir
+
+from _tiny import tiny_discriminator, tiny_net
+
 
 ROOT = Path(__file__).resolve().parents[1]
 ABLATIONS = ["1_per_frame", "2_temporal_attention", "3_flow_propagation", "4_blurpool", "5_hf_shuttle"]
@@ -64,7 +69,7 @@ def _trainer(**overrides) -> L.Trainer:
 
 
 def _tiny_system(**overrides) -> VideoGigaGAN:
-    kwargs = dict(net=VideoGigaGANNet.tiny(), discriminator=VideoDiscriminator.tiny(), lpips_weight=0.0)
+    kwargs = dict(net=tiny_net(), discriminator=tiny_discriminator(), lpips_weight=0.0)
     kwargs.update(overrides)
     return VideoGigaGAN(**kwargs)
 
@@ -118,13 +123,13 @@ def test_r1_penalty_is_the_squared_gradient_norm_on_the_discriminator_input_scal
 def test_lpips_missing_stops_at_start_naming_the_file(tmp_path, monkeypatch, capsys) -> None:
     """LPIPS is built when fitting starts: without the AlexNet file the run stops there, naming the file."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    system = VideoGigaGAN(net=VideoGigaGANNet.tiny(), discriminator=VideoDiscriminator.tiny(), lpips_weight=5.0)
+    system = VideoGigaGAN(net=tiny_net(), discriminator=tiny_discriminator(), lpips_weight=5.0)
     with pytest.raises(WeightsError, match="alexnet-owt-7be5be79.pth"):
         system.setup("fit")
     with pytest.raises(WeightsError, match="lpips_weight: 0"):
         _trainer(max_steps=2).fit(system, datamodule=_datamodule())
     system.setup("validate")  # evaluation never needs the file
-    other = VideoGigaGAN(net=VideoGigaGANNet.tiny(), lpips_weight=5.0, lpips_weights=str(tmp_path / "nothing.pth"))
+    other = VideoGigaGAN(net=tiny_net(), lpips_weight=5.0, lpips_weights=str(tmp_path / "nothing.pth"))
     with pytest.raises(WeightsError, match="nothing.pth"):
         other.setup("fit")
     # the recipe, through the command line: one clear line, exit status 2, before any training
@@ -205,7 +210,7 @@ def test_checkpoint_roundtrip_gives_the_ema_generator(tmp_path) -> None:
     assert isinstance(hub_net, VideoGigaGANNet) and not hub_net.init_args["hf_shuttle"]
 
     # a bare state dict: the layout switches are read from the keys
-    bare = VideoGigaGANNet.tiny(temporal_attention=False)
+    bare = tiny_net(temporal_attention=False)
     torch.save(bare.state_dict(), tmp_path / "bare.pth")
     net = load_videogigagan(tmp_path / "bare.pth", **{k: v for k, v in bare.init_args.items()
                                                       if k not in ("temporal_attention", "spynet_pretrained")})
@@ -216,7 +221,7 @@ def test_checkpoint_roundtrip_gives_the_ema_generator(tmp_path) -> None:
     torch.save({"foo": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(WeightsError, match="not a VideoGigaGAN checkpoint"):
         load_videogigagan(tmp_path / "other.pth")
-    torch.save(VideoGigaGANNet.tiny(base_channels=4, num_heads=2).state_dict(), tmp_path / "narrow.pth")
+    torch.save(tiny_net(base_channels=4, num_heads=2).state_dict(), tmp_path / "narrow.pth")
     with pytest.raises(WeightsError, match="does not match"):
         load_videogigagan(tmp_path / "narrow.pth")  # channel_mults etc. default: mis-shaped keys are listed
     with pytest.raises(ConfigError):
@@ -226,8 +231,7 @@ def test_checkpoint_roundtrip_gives_the_ema_generator(tmp_path) -> None:
 def test_realbasicvsr_checkpoint_is_refused(tmp_path) -> None:
     from zoo.models.realbasicvsr.net import RealBasicVSRNet
     from zoo.models.realbasicvsr.system import RealBasicVSR
-
-    system = RealBasicVSR(net=RealBasicVSRNet(mid_channels=8, num_propagation_blocks=1, num_cleaning_blocks=1))
+    system = RealBasicVSR(net=RealBasicVSRNet(**family("realbasicvsr").variant("tiny")["net"]))
     trainer = _trainer(max_steps=1)
     trainer.fit(system, datamodule=_datamodule())
     trainer.save_checkpoint(tmp_path / "rbvsr.ckpt")
@@ -238,7 +242,7 @@ def test_realbasicvsr_checkpoint_is_refused(tmp_path) -> None:
 def test_whole_clip_propagation_then_chunks() -> None:
     """Propagating once and upsampling in cross-faded chunks equals one pass for a per-frame U-Net."""
     torch.manual_seed(0)
-    net = VideoGigaGANNet.tiny(temporal_attention=False).eval()
+    net = tiny_net(temporal_attention=False).eval()
     lq = torch.rand(1, 7, 3, 12, 12)
     with torch.no_grad():
         whole = net(lq)
