@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output", default=str(ROOT / "benchmarks/results/checkpoint_size_upscale_a_video.md"))
     args = p.parse_args(argv)
+    output = Path(args.output).resolve()  # before the run changes to the project root
     from zoo.cli import lightning_main
     from zoo.testing import write_sd_x4_folder
 
@@ -67,18 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_sd_x4_folder(tmp / "sd_x4")  # zoo.testing: random weights at the released sizes
-        fit = ["fit", "--config", str(ROOT / "zoo/upscale_a_video.yaml"),
+        fit = ["fit", "--config", "zoo/upscale_a_video.yaml",
                f"--model.init_args.pretrained={tmp / 'sd_x4'}", "--trainer.max_steps=1",
                "--trainer.limit_val_batches=0", "--trainer.precision=32-true", "--trainer.accelerator=cpu",
                "--trainer.enable_progress_bar=false", f"--trainer.logger.init_args.save_dir={tmp / 'runs'}",
                f"--trainer.default_root_dir={tmp / 'runs'}", "--data.init_args.num_frames=2",
                "--data.init_args.gt_size=64", "--data.init_args.val_num_frames=2",
                "--data.init_args.val_max_size=64"]
+        os.chdir(ROOT)
         code = lightning_main(fit)
         if code:
             return code
         (ckpt,) = sorted((tmp / "runs").rglob("last.ckpt"))
         report = describe(ckpt)
+        report["hyper_parameters_pretrained"] = report["hyper_parameters_pretrained"].replace(str(tmp), "TMP")
     report.update(commit=commit, command="python benchmarks/checkpoint_size.py " + " ".join(argv or sys.argv[1:]),
                   fit=" ".join(["lightning"] + [a.replace(str(tmp), "TMP") for a in fit]))
     gb = report["file_bytes"] / 1e9
@@ -88,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
              f"{report['optimizer_bytes']:,} bytes; `pretrained` recorded: `{report['hyper_parameters_pretrained']}`",
              "", "| state_dict part | tensors | bytes |", "|---|---|---|"]
     lines += [f"| `{k}` | {report['state_dict_tensors'][k]} | {v:,} |" for k, v in sorted(report["state_dict"].items())]
-    output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(lines) + "\n")
     output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
