@@ -26,6 +26,8 @@ __all__ = [
     "add_gaussian_noise",
     "add_poisson_noise",
     "bicubic_downsample",
+    "bicubic_upsample",
+    "matlab_imresize",
     "filter_frames",
     "jpeg_compress",
     "quantize",
@@ -239,12 +241,53 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return (x * 255.0).round().clamp(0, 255) / 255.0
 
 
-def bicubic_downsample(x: torch.Tensor, scale: int, *, quantize_8bit: bool = True) -> torch.Tensor:
-    """The classic BI protocol: antialiased bicubic x1/scale (MATLAB ``imresize``-like).
+def matlab_imresize(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """MATLAB ``imresize(x, scale, 'bicubic')`` (antialiased when downsampling) of every frame, exactly.
 
-    ``F.interpolate(mode='bicubic', antialias=True)`` uses the Keys cubic with a = -0.5 (as MATLAB) and widens
-    the kernel by the scale when downsampling (as MATLAB's antialiasing); results match MATLAB up to small
-    border differences. LR frames of BI benchmarks are stored as 8-bit PNG, hence the optional quantization.
+    basicsr's port (``basicsr.utils.matlab_functions.imresize``): the Keys cubic with a = -0.5, the kernel widened
+    by ``1 / scale`` when downsampling, symmetric (edge-repeating) padding at the borders, output size
+    ``ceil(h * scale) x ceil(w * scale)``. This is the resize of the field's BI protocol (Vid4, REDS4, UDM10 tables)
+    and of their "Bicubic" rows; torch's antialiased bicubic agrees inside the frame but not on the border ring.
+    Not differentiable (the frames are taken off the graph); runs on the CPU and returns on ``x``'s device.
+
+    Args:
+        x: ``(..., c, h, w)`` float frames (any range; the result is not clamped or rounded).
+        scale: resize factor (``1 / 4`` for the x4 BI LR frames, ``4`` for the bicubic x4 baseline).
+
+    Returns:
+        ``(..., c, ceil(h scale), ceil(w scale))`` float32.
+
+    Raises:
+        InputError: fewer than 3 dimensions.
+    """
+    from basicsr.utils.matlab_functions import imresize
+
+    if x.ndim < 3:
+        raise InputError(f"matlab_imresize expects frames (..., c, h, w), got shape {tuple(x.shape)}")
+    frames = x.detach().reshape(-1, *x.shape[-3:]).to("cpu", torch.float32)
+    out = torch.stack([imresize(frame, scale) for frame in frames])
+    return out.reshape(*x.shape[:-3], *out.shape[-3:]).to(x.device)
+
+
+def bicubic_upsample(lq: torch.Tensor, scale: int) -> torch.Tensor:
+    """The "Bicubic" baseline of VSR tables: MATLAB ``imresize(lq, scale)`` (:func:`matlab_imresize`), clamped.
+
+    Args:
+        lq: ``(..., c, h, w)`` float in [0, 1].
+        scale: integer factor.
+
+    Returns:
+        ``(..., c, scale h, scale w)`` float32 in [0, 1] on ``lq``'s device (metrics round it to 8-bit levels, as
+        MATLAB's ``uint8`` output).
+    """
+    return matlab_imresize(lq, scale).clamp_(0.0, 1.0)
+
+
+def bicubic_downsample(x: torch.Tensor, scale: int, *, quantize_8bit: bool = True) -> torch.Tensor:
+    """The classic BI protocol: MATLAB ``imresize`` bicubic x1/scale with antialiasing (:func:`matlab_imresize`).
+
+    LR frames of BI benchmarks are stored as 8-bit images, hence the optional quantization (MATLAB's ``uint8``
+    output: rounded, clamped).
 
     Args:
         x: ``(t, c, H, W)`` or ``(b, t, c, H, W)`` float32 in [0, 1]; H and W divisible by ``scale``.
@@ -262,9 +305,5 @@ def bicubic_downsample(x: torch.Tensor, scale: int, *, quantize_8bit: bool = Tru
     height, width = x.shape[-2:]
     if height % scale or width % scale:
         raise InputError(f"frame size {width}x{height} is not divisible by scale {scale}")
-    batched = x.ndim == 5
-    frames = rearrange(x, "b t c h w -> (b t) c h w") if batched else x
-    out = F.interpolate(frames, size=(height // scale, width // scale), mode="bicubic", antialias=True,
-                        align_corners=False)
-    out = quantize(out) if quantize_8bit else out.clamp(0, 1)
-    return rearrange(out, "(b t) c h w -> b t c h w", b=x.shape[0]) if batched else out
+    out = matlab_imresize(x, 1.0 / scale)
+    return quantize(out) if quantize_8bit else out.clamp(0, 1)

@@ -1,8 +1,10 @@
-"""Real-ESRGAN second-order degradation for video clips, with RealBasicVSR's per-clip drifting parameters.
+"""The zoo's batched torch variant of the real-world degradation (:class:`RealESRGANDegradation`), and BI.
 
-Pipeline (Real-ESRGAN, Wang et al., ICCVW 2021, Sec. 3 and Fig. 2; xinntao/Real-ESRGAN
-``realesrgan/models/realesrgan_model.py`` ``feed_data``; RealBasicVSR, Chan et al., CVPR 2022, Sec. 4 and mmagic
-``configs/real_basicvsr/realbasicvsr_wogan-c64b20-2x30x8_8xb2-lr1e-4-300k_reds.py``)::
+:class:`RealESRGANDegradation` is **not** RealBasicVSR's pipeline (that is
+:class:`zoo.data.degradations.RealBasicVSRDegradation`, the default of the datamodule and the benchmark): it keeps
+Real-ESRGAN's order (Wang et al., ICCVW 2021, Sec. 3 and Fig. 2; xinntao/Real-ESRGAN
+``realesrgan/models/realesrgan_model.py`` ``feed_data``), runs on torch tensors (GPU-capable, BasicSR's DiffJPEG by
+default) and adds RealBasicVSR's per-clip drift and one video compression::
 
     x = USM-sharpened GT                                  (Real-ESRGAN / RealBasicVSR degrade ``gt_usm``)
     stage 1: blur -> random resize (GT-relative) -> Gaussian or Poisson noise -> JPEG
@@ -11,14 +13,17 @@ Pipeline (Real-ESRGAN, Wang et al., ICCVW 2021, Sec. 3 and Fig. 2; xinntao/Real-
         [resize to LQ size + sinc filter (prob 0.8)]  and  [JPEG + video compression (libx264 / mpeg4)]
     round to 8-bit levels
 
-Real-ESRGAN swaps [resize + sinc] with its last JPEG; RealBasicVSR puts its video compression into that swap;
-here both sit in the same group. The video compression runs on the whole clip (all t frames in one stream).
+Differences from RealBasicVSR's official pipeline: one video compression instead of two (the official one also
+compresses after the first JPEG), the second JPEG inside the shuffled group (official: before it), codecs
+libx264 / mpeg4 with equal probability (official: libx264 / h264 / mpeg4, so x264 2/3), a constant resize factor
+per clip (official: drifting, frames of different sizes), the second resize relative to the LQ size (official:
+to the current size), Poisson noise on the 0..1 scale (official: 0..255), and a final rounding to 8 bits.
 
 Per clip, the discrete choices (kernel kind and size, resize mode and factor, noise kind, gray noise, codec,
 bitrate, orders) are drawn once; the continuous parameters (kernel sigmas / angle / beta / cutoff, noise level,
 JPEG quality) start at a random value and drift frame to frame, ``p_{i+1} = clip(p_i + r_{i+1})`` with
 ``r ~ U(-step, step)`` (RealBasicVSR Sec. 4; steps from the mmagic config). The resize factor is constant per
-clip, so that all frames keep one size (mmagic drifts it, which gives frames of different sizes).
+clip, so that all frames keep one size.
 
 Everything random comes from the ``torch.Generator`` passed to :meth:`RealESRGANDegradation.__call__` (a numpy
 generator is seeded from it for the parameters), so the same seed gives bit-identical LQ frames, compression
@@ -26,6 +31,7 @@ included.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +62,27 @@ from zoo.data.degradations.ops import (
 )
 from zoo.errors import ConfigError, InputError
 
-__all__ = ["BicubicDegradation", "DegradationParams", "RealESRGANDegradation", "StageParams"]
+__all__ = ["BicubicDegradation", "DegradationParams", "RealESRGANDegradation", "StageParams", "degradation_config"]
+
+
+def _jsonable(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    return value
+
+
+def degradation_config(degradation: object) -> dict:
+    """Everything that decides a degradation's output: its class, its implementation ``VERSION`` and every public
+    attribute (the complete configuration, not just ``scale``), as JSON-able values. Cached LQ frames are keyed by
+    a hash of this, so changing any option, or the implementation, never reuses stale frames."""
+    return {"class": type(degradation).__name__, "version": getattr(degradation, "VERSION", 1),
+            **{k: _jsonable(v) for k, v in sorted(vars(degradation).items()) if not k.startswith("_")}}
 
 _KERNEL_SIZES = (7, 9, 11, 13, 15, 17, 19, 21)  # Real-ESRGAN: 2 * v + 1 for v in 3..10
 _KERNEL_LIST = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
@@ -125,7 +151,9 @@ def _probs(name: str, value: Sequence[float], length: int) -> tuple[float, ...]:
 
 
 class RealESRGANDegradation:
-    """Synthesize a real-world-like LQ clip from a GT clip (Real-ESRGAN x RealBasicVSR, see module docstring).
+    """Synthesize a real-world-like LQ clip from a GT clip: the zoo's torch variant in Real-ESRGAN's order with
+    RealBasicVSR's drift and one video compression (see the module docstring; RealBasicVSR's own pipeline is
+    :class:`zoo.data.degradations.RealBasicVSRDegradation`).
 
     Defaults are Real-ESRGAN's ``train_realesrgan_x4plus.yml`` values and RealBasicVSR's drift steps and video
     compression settings; parameter names follow the Real-ESRGAN option names.
@@ -205,7 +233,7 @@ class RealESRGANDegradation:
         final_sinc_prob: float = 0.8,
         final_sinc_omega: Sequence[float] = (math.pi / 3, math.pi),
         video_compression_prob: float = 1.0,
-        video_codecs: Sequence[str] = VIDEO_CODECS,
+        video_codecs: Sequence[str] = ("libx264", "mpeg4"),
         video_codec_prob: Sequence[float] | None = None,
         video_bitrate_range: Sequence[float] = (1e4, 1e5),
         jpeg_backend: str = "diffjpeg",
@@ -430,13 +458,16 @@ class RealESRGANDegradation:
 
 
 class BicubicDegradation:
-    """The classic BI protocol as a degradation callable: LQ = antialiased bicubic x1/scale of the GT, rounded to
-    8-bit levels (see :func:`zoo.data.degradations.ops.bicubic_downsample`). Deterministic; the generator is
-    accepted for interface compatibility with :class:`RealESRGANDegradation` and not used.
+    """The classic BI protocol as a degradation callable: LQ = MATLAB ``imresize`` bicubic x1/scale of the GT,
+    rounded to 8-bit levels (see :func:`zoo.data.degradations.ops.bicubic_downsample`). Deterministic; the generator
+    is accepted for interface compatibility with :class:`RealESRGANDegradation` and not used.
 
     Args:
         scale: downsampling factor.
     """
+
+    #: Implementation version (2: MATLAB ``imresize``; 1 was torch's antialiased bicubic).
+    VERSION = 2
 
     def __init__(self, *, scale: int = 4) -> None:
         if int(scale) != scale or scale < 1:
