@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.data import EvalClipDataset, RealESRGANDegradation, TrainClipDataset, VSRDataModule, stable_seed
+from zoo.data import (
+    EvalClipDataset,
+    RealBasicVSRDegradation,
+    RealESRGANDegradation,
+    TrainClipDataset,
+    VSRDataModule,
+    stable_seed,
+)
 from zoo.data.degradations import bicubic_downsample
 from zoo.errors import ConfigError, InputError
 from zoo.testing import sample_clip_dir
@@ -164,3 +171,12 @@ def test_signature_is_readable_by_jsonargparse():
     datamodule = init.data
     assert datamodule.train_paths == ["a", "b"] and datamodule.num_frames == 10
     assert isinstance(datamodule.degradation, RealESRGANDegradation) and datamodule.degradation.jpeg_backend == "cv2"
+    default = parser.instantiate_classes(parser.parse_args(["--data.train_paths=[a]"])).data
+    assert isinstance(default.degradation, RealBasicVSRDegradation) and default.degradation.deterministic_codec
+    official = parser.instantiate_classes(parser.parse_args([
+        "--data.train_paths=[a]", "--data.degradation=zoo.data.degradations.RealBasicVSRDegradation",
+        "--data.degradation.init_args.deterministic_codec=false",
+        '--data.degradation.init_args.overrides={"video1": {"bitrate": [50000, 100000]}}',
+    ])).data
+    assert not official.degradation.deterministic_codec
+    assert official.degradation.table["video1"]["bitrate"] == [50000, 100000]

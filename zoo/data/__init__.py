@@ -10,7 +10,15 @@ from zoo.data.datasets import (
     discover_clips,
     stable_seed,
 )
-from zoo.data.degradations import BicubicDegradation, RealESRGANDegradation, bicubic_downsample, video_compress
+from zoo.data.degradations import (
+    BicubicDegradation,
+    RealBasicVSRDegradation,
+    RealESRGANDegradation,
+    bicubic_downsample,
+    bicubic_upsample,
+    matlab_imresize,
+    video_compress,
+)
 from zoo.data.video_io import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -27,12 +35,15 @@ __all__ = [
     "BicubicDegradation",
     "EvalClipDataset",
     "PredictClipDataset",
+    "RealBasicVSRDegradation",
     "RealESRGANDegradation",
     "TrainClipDataset",
     "VSRDataModule",
     "VideoSource",
     "VideoWriter",
     "bicubic_downsample",
+    "bicubic_upsample",
+    "matlab_imresize",
     "discover_clips",
     "list_clips",
     "list_frame_files",

@@ -2,7 +2,7 @@
 
 Batches: ``{'lq': (b, t, 3, h, w), 'gt': (b, t, 3, h * scale, w * scale), 'key': list[str]}``, float32 in
 [0, 1]; predict batches have no ``'gt'``. Training LQ is synthesized on the fly from GT
-(:class:`~zoo.data.degradations.RealESRGANDegradation` by default, or bicubic); validation / test LQ is
+(:class:`~zoo.data.degradations.RealBasicVSRDegradation` by default, or bicubic); validation / test LQ is
 reproducible (seeded per clip) or read from paired folders. See :mod:`zoo.data.datasets`.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from zoo.data.datasets import EvalClipDataset, PredictClipDataset, TrainClipDataset
-from zoo.data.degradations import BicubicDegradation, RealESRGANDegradation
+from zoo.data.degradations import BicubicDegradation, RealBasicVSRDegradation, RealESRGANDegradation
 from zoo.errors import ConfigError
 
 __all__ = ["VSRDataModule"]
@@ -34,8 +34,9 @@ class VSRDataModule(L.LightningDataModule):
         num_frames: training frames per sample t (RealBasicVSR: 30).
         mirror: load ``ceil(num_frames / 2)`` frames and append them reversed (RealBasicVSR: 15 -> 30).
         gt_size: training GT crop, pixels (LQ crop = ``gt_size / scale``; RealBasicVSR: 256 -> 64).
-        train_degradation: ``'realesrgan'`` (``degradation``) or ``'bicubic'`` (BI training).
-        val_degradation: ``'realesrgan'`` (seeded per clip by ``val_seed``), ``'bicubic'`` or ``'paired'``.
+        train_degradation: ``'synthetic'`` (LQ synthesized by ``degradation``) or ``'bicubic'`` (BI training).
+        val_degradation: ``'synthetic'`` (``degradation`` seeded per clip by ``val_seed``), ``'bicubic'`` or
+            ``'paired'``.
         test_degradation: as ``val_degradation`` for test; None: the same as ``val_degradation``.
         val_seed: base seed of the evaluation degradation (with the clip name, via a stable hash).
         val_num_frames: evaluate only the first frames of each clip (None: all); also used for test.
@@ -44,8 +45,9 @@ class VSRDataModule(L.LightningDataModule):
         predict_num_frames: predict only the first frames of each clip (None: all).
         batch_size: training batch size (evaluation and prediction use 1: clips differ in size and length).
         num_workers: DataLoader worker processes.
-        degradation: the Real-ESRGAN degradation for training and ``'realesrgan'`` evaluation;
-            None: :class:`RealESRGANDegradation` with its Real-ESRGAN / RealBasicVSR defaults and ``scale``.
+        degradation: the real-world degradation of training and ``'synthetic'`` evaluation; None:
+            :class:`RealBasicVSRDegradation` (RealBasicVSR's official pipeline) with ``scale``;
+            :class:`RealESRGANDegradation` is the zoo's torch variant (Real-ESRGAN's order).
         samples_per_epoch: training samples per epoch (random windows; independent of the number of clips).
         use_flip: random horizontal / vertical flips and transposes in training.
 
@@ -67,16 +69,16 @@ class VSRDataModule(L.LightningDataModule):
         num_frames: int = 30,
         mirror: bool = True,
         gt_size: int = 256,
-        train_degradation: Literal["realesrgan", "bicubic"] = "realesrgan",
-        val_degradation: Literal["realesrgan", "bicubic", "paired"] = "realesrgan",
-        test_degradation: Literal["realesrgan", "bicubic", "paired"] | None = None,
+        train_degradation: Literal["synthetic", "bicubic"] = "synthetic",
+        val_degradation: Literal["synthetic", "bicubic", "paired"] = "synthetic",
+        test_degradation: Literal["synthetic", "bicubic", "paired"] | None = None,
         val_seed: int = 0,
         val_num_frames: int | None = None,
         val_max_size: int | None = None,
         predict_num_frames: int | None = None,
         batch_size: int = 1,
         num_workers: int = 0,
-        degradation: RealESRGANDegradation | None = None,
+        degradation: RealBasicVSRDegradation | RealESRGANDegradation | None = None,
         samples_per_epoch: int = 1000,
         use_flip: bool = True,
     ) -> None:
@@ -89,13 +91,13 @@ class VSRDataModule(L.LightningDataModule):
             raise ConfigError(f"gt_size {gt_size} is not divisible by scale {scale}")
         if samples_per_epoch < batch_size:
             raise ConfigError(f"samples_per_epoch ({samples_per_epoch}) must be at least batch_size ({batch_size})")
-        if train_degradation not in ("realesrgan", "bicubic"):
-            raise ConfigError(f"train_degradation must be 'realesrgan' or 'bicubic', got {train_degradation!r}")
+        if train_degradation not in ("synthetic", "bicubic"):
+            raise ConfigError(f"train_degradation must be 'synthetic' or 'bicubic', got {train_degradation!r}")
         test_degradation = test_degradation or val_degradation
         for name, mode, paths, lq_paths in (("val", val_degradation, val_paths, val_lq_paths),
                                             ("test", test_degradation, test_paths, test_lq_paths)):
-            if mode not in ("realesrgan", "bicubic", "paired"):
-                raise ConfigError(f"{name}_degradation must be 'realesrgan', 'bicubic' or 'paired', got {mode!r}")
+            if mode not in ("synthetic", "bicubic", "paired"):
+                raise ConfigError(f"{name}_degradation must be 'synthetic', 'bicubic' or 'paired', got {mode!r}")
             if mode == "paired" and paths and not lq_paths:
                 raise ConfigError(f"{name}_degradation='paired' needs {name}_lq_paths")
         if degradation is not None and degradation.scale != scale:
@@ -108,7 +110,7 @@ class VSRDataModule(L.LightningDataModule):
         self.val_seed, self.val_num_frames, self.val_max_size = val_seed, val_num_frames, val_max_size
         self.predict_num_frames = predict_num_frames
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.degradation = degradation if degradation is not None else RealESRGANDegradation(scale=scale)
+        self.degradation = degradation if degradation is not None else RealBasicVSRDegradation(scale=scale)
         self.samples_per_epoch, self.use_flip = samples_per_epoch, use_flip
         self.train_set: TrainClipDataset | None = None
         self.val_set: EvalClipDataset | None = None
@@ -118,7 +120,7 @@ class VSRDataModule(L.LightningDataModule):
     # --------------------------------------------------------------------------------------------- setup
     def _eval_set(self, paths: list[str], mode: str, lq_paths: list[str] | None) -> EvalClipDataset:
         return EvalClipDataset(paths=paths, scale=self.scale, degradation=mode, lq_paths=lq_paths,
-                               seed=self.val_seed, realesrgan=self.degradation, num_frames=self.val_num_frames,
+                               seed=self.val_seed, synthetic=self.degradation, num_frames=self.val_num_frames,
                                max_size=self.val_max_size)
 
     def setup(self, stage: str | None = None) -> None:
@@ -132,7 +134,7 @@ class VSRDataModule(L.LightningDataModule):
             if not self.train_paths:
                 raise ConfigError("fit needs train_paths")
             if self.train_set is None:
-                train_degradation = (self.degradation if self.train_degradation == "realesrgan"
+                train_degradation = (self.degradation if self.train_degradation == "synthetic"
                                      else BicubicDegradation(scale=self.scale))
                 self.train_set = TrainClipDataset(
                     paths=self.train_paths, num_frames=self.num_frames, gt_size=self.gt_size, scale=self.scale,

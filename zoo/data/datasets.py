@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.degradations import BicubicDegradation, RealESRGANDegradation
+from zoo.data.degradations import BicubicDegradation, RealBasicVSRDegradation
 from zoo.data.video_io import VideoSource, list_clips, open_video
 from zoo.errors import ConfigError, InputError
 
@@ -37,7 +37,7 @@ __all__ = [
     "stable_seed",
 ]
 
-EVAL_DEGRADATIONS = ("realesrgan", "bicubic", "paired")
+EVAL_DEGRADATIONS = ("synthetic", "bicubic", "paired")
 """How evaluation LQ frames are made: seeded Real-ESRGAN degradation, bicubic x1/scale (BI), or read from disk."""
 
 Degradation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -127,7 +127,7 @@ class TrainClipDataset(Dataset):
         gt_size: GT crop size (pixels); LQ crop is ``gt_size / scale``.
         scale: upscaling factor.
         mirror: load half of the frames and mirror them (RealBasicVSR).
-        degradation: ``callable(gt (t, 3, H, W), generator) -> lq``; None: ``RealESRGANDegradation(scale=scale)``.
+        degradation: ``callable(gt (t, 3, H, W), generator) -> lq``; None: ``RealBasicVSRDegradation(scale=scale)``.
         samples_per_epoch: dataset length (items per epoch), independent of the number of clips.
         use_flip, use_transpose: augmentations.
 
@@ -145,7 +145,7 @@ class TrainClipDataset(Dataset):
                               f"samples_per_epoch ({samples_per_epoch}) must be positive")
         if gt_size % scale:
             raise ConfigError(f"gt_size {gt_size} is not divisible by scale {scale}")
-        self.degradation = degradation if degradation is not None else RealESRGANDegradation(scale=scale)
+        self.degradation = degradation if degradation is not None else RealBasicVSRDegradation(scale=scale)
         degradation_scale = getattr(self.degradation, "scale", scale)
         if degradation_scale != scale:
             raise ConfigError(f"the degradation has scale {degradation_scale}, the data scale is {scale}")
@@ -208,7 +208,8 @@ class EvalClipDataset(Dataset):
     limited to their first ``num_frames`` frames and centre-cropped to at most ``max_size`` pixels per side
     (a multiple of ``scale``) for quick CPU validation. LQ frames:
 
-    * ``'realesrgan'``: :class:`RealESRGANDegradation` driven by a generator seeded with
+    * ``'synthetic'``: the ``synthetic`` degradation (:class:`RealBasicVSRDegradation` by default) driven by a
+      generator seeded with
       ``stable_seed(seed, key)``: every model and every run sees identical LQ frames (same crop settings);
     * ``'bicubic'``: the BI protocol (:func:`zoo.data.degradations.bicubic_downsample`);
     * ``'paired'``: read from ``lq_paths`` (clips matched by name; LQ frame size times ``scale`` must equal
@@ -219,8 +220,9 @@ class EvalClipDataset(Dataset):
         scale: upscaling factor.
         degradation: one of :data:`EVAL_DEGRADATIONS`.
         lq_paths: LQ clip paths for ``'paired'``.
-        seed: base seed of the ``'realesrgan'`` LQ.
-        realesrgan: the degradation used for ``'realesrgan'`` (None: defaults with ``scale``).
+        seed: base seed of the ``'synthetic'`` LQ.
+        synthetic: the degradation used for ``'synthetic'``, ``callable(gt, generator) -> lq`` (None:
+            :class:`RealBasicVSRDegradation` with ``scale``).
         num_frames: use only the first frames of each clip (None: all).
         max_size: centre-crop GT to at most this many pixels per side (None: no crop).
 
@@ -229,9 +231,9 @@ class EvalClipDataset(Dataset):
         InputError: bad paths, duplicate clip names, missing LQ clip, LQ size or frame count not matching.
     """
 
-    def __init__(self, *, paths: Sequence[str | Path], scale: int = 4, degradation: str = "realesrgan",
+    def __init__(self, *, paths: Sequence[str | Path], scale: int = 4, degradation: str = "synthetic",
                  lq_paths: Sequence[str | Path] | None = None, seed: int = 0,
-                 realesrgan: RealESRGANDegradation | None = None, num_frames: int | None = None,
+                 synthetic: Degradation | None = None, num_frames: int | None = None,
                  max_size: int | None = None) -> None:
         if degradation not in EVAL_DEGRADATIONS:
             raise ConfigError(f"unknown evaluation degradation {degradation!r}; expected one of {EVAL_DEGRADATIONS}")
@@ -241,9 +243,10 @@ class EvalClipDataset(Dataset):
             raise ConfigError(f"max_size {max_size} must be at least the scale {scale}")
         self.scale, self.mode, self.seed = scale, degradation, seed
         self.num_frames, self.max_size = num_frames, max_size
-        self.realesrgan = realesrgan if realesrgan is not None else RealESRGANDegradation(scale=scale)
-        if degradation == "realesrgan" and self.realesrgan.scale != scale:
-            raise ConfigError(f"the degradation has scale {self.realesrgan.scale}, the data scale is {scale}")
+        self.synthetic = synthetic if synthetic is not None else RealBasicVSRDegradation(scale=scale)
+        synthetic_scale = getattr(self.synthetic, "scale", scale)
+        if degradation == "synthetic" and synthetic_scale != scale:
+            raise ConfigError(f"the degradation has scale {synthetic_scale}, the data scale is {scale}")
         self.bicubic = BicubicDegradation(scale=scale)
         self.clips = discover_clips(paths, unique=True)
         self.lq_clips: dict[str, VideoSource] = {}
@@ -279,7 +282,7 @@ class EvalClipDataset(Dataset):
             lq = self.bicubic(gt)
         else:
             generator = torch.Generator().manual_seed(stable_seed(self.seed, key))
-            lq = self.realesrgan(gt, generator)
+            lq = self.synthetic(gt, generator)
         return {"lq": lq, "gt": gt, "key": key}
 
 
