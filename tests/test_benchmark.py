@@ -44,13 +44,13 @@ def test_shipped_suites_parse():
     suite = load_suite(TINY_SUITE)
     assert suite.name == "sample_tiny" and suite.scale == 4 and len(suite.sha256) == 64
     assert suite.entries[0].is_bicubic
-    assert [s.protocol for s in suite.sets] == ["bicubic", "realesrgan", "lq"]
+    assert [s.protocol for s in suite.sets] == ["bicubic", "realbasicvsr", "lq"]
     assert all(s.paths == (str(sample_clip_dir()),) and not s.missing for s in suite.sets)
     random_entry = suite.entry("realbasicvsr_tiny_random")
     assert random_entry.is_random and random_entry.family == "realbasicvsr" and random_entry.variant == "tiny"
     assert random_entry.describe_weights() == "random (not trained)"
     vid4 = load_suite(VID4_SUITE)
-    assert {s.name for s in vid4.sets} == {"vid4_bi", "vid4_realesrgan", "real_lq"}
+    assert {s.name for s in vid4.sets} == {"vid4_bi", "vid4_realbasicvsr", "real_lq"}
     assert vid4.entry("realbasicvsr_cpu").weights.endswith("realbasicvsr_cpu_stage1.ckpt")
     assert vid4.select(entries=["realbasicvsr_cpu"]).entries[0].is_bicubic  # the baseline always stays
 
@@ -94,7 +94,7 @@ def _small_set(protocol: str, **changes):
 
 
 def test_lq_cache_is_reused_not_rewritten(tmp_path):
-    eval_set = _small_set("realesrgan")
+    eval_set = _small_set("realbasicvsr")
     first = load_clips(eval_set, cache_dir=tmp_path)
     files = sorted(first[0].lq_dir.iterdir())
     assert [f.name for f in files] == ["00000000.png", "00000001.png", "00000002.png", "lq.json"]
@@ -109,13 +109,13 @@ def test_lq_cache_is_reused_not_rewritten(tmp_path):
     assert files[1].read_bytes() == before[files[1]][1]
     assert torch.equal(third[0].lq, first[0].lq)
     # another seed is another cache folder
-    other = load_clips(_small_set("realesrgan", seed=6), cache_dir=tmp_path)
+    other = load_clips(_small_set("realbasicvsr", seed=6), cache_dir=tmp_path)
     assert other[0].lq_dir != first[0].lq_dir
 
 
-def test_realesrgan_lq_equals_datamodule_val_lq(tmp_path):
-    clip = load_clips(_small_set("realesrgan"), cache_dir=tmp_path)[0]
-    dm = VSRDataModule(val_paths=[str(sample_clip_dir())], val_degradation="realesrgan", val_seed=5,
+def test_realbasicvsr_lq_equals_datamodule_val_lq(tmp_path):
+    clip = load_clips(_small_set("realbasicvsr"), cache_dir=tmp_path)[0]
+    dm = VSRDataModule(val_paths=[str(sample_clip_dir())], val_degradation="synthetic", val_seed=5,
                        val_num_frames=3, val_max_size=64)
     dm.setup("validate")
     batch = next(iter(dm.val_dataloader()))
@@ -150,7 +150,7 @@ def test_leaderboard_has_bicubic_and_models(leaderboard):
     rows = read_csv(leaderboard["csv"])
     assert list(rows[0]) == [c[0] for c in COLUMNS]
     means = {(r["set"], r["entry"]): r for r in rows if r["clip"] == MEAN}
-    for set_name in ("sample_bi", "sample_realesrgan", "sample_real"):
+    for set_name in ("sample_bi", "sample_realbasicvsr", "sample_real"):
         assert means[(set_name, "bicubic")]["status"] == "ok"
         assert means[(set_name, "tiny_ckpt")]["status"] == "ok"
         assert means[(set_name, "absent")]["status"] == "skipped"
@@ -165,7 +165,7 @@ def test_markdown_names_date_device_versions_command(leaderboard):
     text = leaderboard["md"].read_text()
     assert f"**Command:** `{leaderboard['command']}`" in text
     assert re.search(r"\*\*Date:\*\* \d{4}-\d\d-\d\dT", text)
-    assert "**Device:** CPU" in text or "**Device:** " in text
+    assert re.search(r"\*\*Device:\*\* CPU: .+, \d+ torch threads", text)
     assert re.search(r"\*\*Versions:\*\* python [\d.]+, vsrzoo [\d.]+, torch ", text)
     assert "DISTS is empty" in text and "skipped" in text
 
@@ -214,3 +214,27 @@ def test_every_markdown_number_is_in_the_csv(leaderboard):
                     float(value)
                     checked += 1
     assert checked > 30
+
+
+def test_lq_cache_key_hashes_the_complete_degradation(monkeypatch):
+    """Any default of the degradation (not only scale and drift) or its implementation version changes the key."""
+    from zoo.benchmark import sets
+    from zoo.benchmark.suite import EvalSet
+    from zoo.data.degradations import pipeline
+
+    from zoo.data.degradations import realbasicvsr
+
+    synthetic = EvalSet(name="a", protocol="realbasicvsr", paths=("x",))
+    bicubic = EvalSet(name="b", protocol="bicubic", paths=("x",))
+    tags = sets.cache_tag(synthetic, 4), sets.cache_tag(bicubic, 4)
+    monkeypatch.setitem(realbasicvsr.OFFICIAL_TABLE["jpeg2"], "quality", [40, 95])
+    assert sets.cache_tag(synthetic, 4) != tags[0]
+    monkeypatch.setitem(realbasicvsr.OFFICIAL_TABLE["jpeg2"], "quality", [30, 95])
+    assert sets.cache_tag(synthetic, 4) == tags[0]
+    monkeypatch.setattr(realbasicvsr.RealBasicVSRDegradation, "VERSION", 2)
+    assert sets.cache_tag(synthetic, 4) != tags[0]
+    # the torch variant's configuration is complete too: any default, not only scale and drift
+    base = pipeline.degradation_config(pipeline.RealESRGANDegradation())
+    assert pipeline.degradation_config(pipeline.RealESRGANDegradation(jpeg_range2=(40.0, 95.0))) != base
+    monkeypatch.setattr(pipeline.BicubicDegradation, "VERSION", 1)  # the implementation before MATLAB imresize
+    assert sets.cache_tag(bicubic, 4) != tags[1]

@@ -260,15 +260,19 @@ def test_video_metrics_accumulates_per_clip(no_torch_weights, noisy_pair):
         metrics = VideoMetrics(crop_border=2)  # PSNR, SSIM, LPIPS, E*warp
     first = metrics.update(sr, gt, key=["a", "b"])
     assert [clip["key"] for clip in first] == ["a", "b"]
-    assert set(first[0]) == {"key", "psnr", "ssim", "ewarp_x1e3"}  # no LPIPS without weights
+    # no LPIPS without weights; E*warp's name says its flow: from the GT, DIS (no RAFT weights here)
+    assert set(first[0]) == {"key", "psnr", "ssim", "ewarp_gt_dis"}
     assert first[0]["psnr"] == pytest.approx(psnr(sr, gt, crop_border=2, y_channel=True)[0].item())
-    assert first[1]["ewarp_x1e3"] == pytest.approx(1e3 * warping_error(sr, crop_border=2)[1].item())
-    no_gt = metrics.update(sr[:1], key="c")  # no GT: only E*warp
-    assert set(no_gt[0]) == {"key", "ewarp_x1e3"}
+    assert first[1]["ewarp_gt_dis"] == pytest.approx(1e3 * warping_error(sr, flow_source=gt, crop_border=2)[1].item())
+    assert first[1]["ewarp_gt_dis"] != pytest.approx(1e3 * warping_error(sr, crop_border=2)[1].item())
+    no_gt = metrics.update(sr[:1], key="c")  # no GT: only E*warp, with the SR clip's own flow
+    assert set(no_gt[0]) == {"key", "ewarp_sr_dis"}
+    assert no_gt[0]["ewarp_sr_dis"] == pytest.approx(1e3 * warping_error(sr[:1], crop_border=2)[0].item())
     assert len(metrics.per_clip()) == 3
     summary = metrics.compute()
     assert summary["psnr"] == pytest.approx((first[0]["psnr"] + first[1]["psnr"]) / 2)
-    assert summary["ewarp_x1e3"] == pytest.approx(np.mean([c["ewarp_x1e3"] for c in first + no_gt]))
+    assert summary["ewarp_gt_dis"] == pytest.approx(np.mean([c["ewarp_gt_dis"] for c in first]))
+    assert summary["ewarp_sr_dis"] == pytest.approx(no_gt[0]["ewarp_sr_dis"])  # never averaged with GT-flow ones
     metrics.reset()
     assert metrics.compute() == {}
 
@@ -282,3 +286,16 @@ def test_video_metrics_with_lpips_and_bad_config(noisy_pair, random_lpips):
         VideoMetrics(flow="lk")
     with pytest.raises(InputError, match="keys"):
         metrics.update(sr, gt, key="only-one")
+
+
+def test_auto_flow_is_raft_only_when_its_weights_are_present(no_torch_weights):
+    from zoo.metrics.temporal import RAFT_FILE, resolve_flow
+
+    assert resolve_flow("auto", height=256, width=256) == "dis"
+    no_torch_weights.mkdir(parents=True)
+    (no_torch_weights / RAFT_FILE).write_bytes(b"present")
+    assert resolve_flow("auto", height=256, width=256) == "raft"
+    assert resolve_flow("auto", height=64, width=256) == "dis"  # RAFT needs 128 px
+    assert resolve_flow("dis") == "dis"
+    with pytest.raises(InputError, match="unknown flow"):
+        resolve_flow("lk")

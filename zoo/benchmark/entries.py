@@ -5,8 +5,8 @@
 :func:`zoo.inference.upscale_tensor` with the entry's chunk and tile options and precision, and clamps the result
 to [0, 1] (the frames a user would get). Three kinds of entry:
 
-- the **bicubic baseline** (``family: bicubic``): :class:`BicubicUpsampler`, Keys cubic with a = -0.5 (MATLAB
-  ``imresize``'s kernel; torch's antialiased bicubic), the "Bicubic" row of VSR tables;
+- the **bicubic baseline** (``family: bicubic``): :class:`BicubicUpsampler`, MATLAB ``imresize`` bicubic
+  (:func:`zoo.data.degradations.bicubic_upsample`), the "Bicubic" row of VSR tables;
 - **trained weights**: ``zoo.hub.load_pretrained(family, weights, **options)`` (a vsrzoo Lightning checkpoint or a
   family's official release);
 - **random weights** (``weights: random``): the net ``{class_path, init_args}`` built with ``torch.manual_seed(0)``,
@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from zoo.benchmark.suite import Entry
+from zoo.data.degradations import bicubic_upsample
 from zoo.errors import ConfigError, WeightsError
 
 __all__ = ["BicubicUpsampler", "Upscaler", "build_net", "build_upscaler", "count_parameters"]
@@ -38,9 +37,8 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 class BicubicUpsampler(nn.Module):
     """Bicubic x``scale`` upsampling of every frame: the reference row of VSR leaderboards.
 
-    ``F.interpolate(mode='bicubic', antialias=True, align_corners=False)``: torch's antialiased path uses the Keys
-    cubic with a = -0.5, the kernel of MATLAB ``imresize`` (for upsampling the antialiasing has no effect), so the
-    row matches the "Bicubic" baseline of the BI-protocol tables up to border handling.
+    MATLAB ``imresize`` (:func:`zoo.data.degradations.bicubic_upsample`: Keys cubic a = -0.5, symmetric borders),
+    so that on BI sets the row is the "Bicubic" row of the published tables.
 
     Args:
         scale: integer upscaling factor.
@@ -51,10 +49,8 @@ class BicubicUpsampler(nn.Module):
         self.scale = scale
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
-        """``lq`` (b, t, 3, h, w) in [0, 1] -> (b, t, 3, scale h, scale w), not clamped."""
-        frames = rearrange(lq, "b t c h w -> (b t) c h w")
-        out = F.interpolate(frames, scale_factor=self.scale, mode="bicubic", antialias=True, align_corners=False)
-        return rearrange(out, "(b t) c h w -> b t c h w", b=lq.shape[0])
+        """``lq`` (b, t, 3, h, w) in [0, 1] -> (b, t, 3, scale h, scale w), clamped to [0, 1]."""
+        return bicubic_upsample(lq, self.scale)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -40,7 +40,12 @@ COLUMNS: tuple[tuple[str, str, int | None, str], ...] = (
     ("ssim", "SSIM-Y ↑", 4, "gt"),
     ("lpips", "LPIPS ↓", 4, "gt"),
     ("dists", "DISTS ↓", 4, "gt"),
-    ("ewarp_x1e3", "E*warp (×1e-3) ↓", 3, "all"),
+    ("ewarp_gt_raft", "E*warp GT-RAFT (×1e-3) ↓", 3, "gt"),
+    ("ewarp_gt_dis", "E*warp GT-DIS (×1e-3) ↓", 3, "gt"),
+    ("ewarp_gt_farneback", "E*warp GT-Farneback (×1e-3) ↓", 3, "gt"),
+    ("ewarp_sr_raft", "E*warp SR-RAFT (×1e-3) ↓", 3, "all"),
+    ("ewarp_sr_dis", "E*warp SR-DIS (×1e-3) ↓", 3, "all"),
+    ("ewarp_sr_farneback", "E*warp SR-Farneback (×1e-3) ↓", 3, "all"),
     ("tlpips", "tLPIPS ↓", 4, "gt"),
     ("tof", "tOF ↓", 3, "gt"),
     ("niqe", "NIQE ↓", 3, "lq"),
@@ -50,7 +55,10 @@ COLUMNS: tuple[tuple[str, str, int | None, str], ...] = (
     ("status", "Status", None, "all"),
     ("note", "Note", None, "all"),
 )
-_METRIC_KEYS = ("psnr", "ssim", "lpips", "dists", "ewarp_x1e3", "tlpips", "tof", "niqe")
+#: E*warp columns: the flow's source (GT or SR clip) and estimator are part of the name; a table shows those that
+#: have values.
+EWARP_KEYS = tuple(key for key, *_ in COLUMNS if key.startswith("ewarp_"))
+_METRIC_KEYS = ("psnr", "ssim", "lpips", "dists", *EWARP_KEYS, "tlpips", "tof", "niqe")
 _TABLE_TEXT = ("entry", "weights")
 
 
@@ -165,7 +173,8 @@ def _set_keys(has_gt: bool, rows: Sequence[Mapping[str, str]], *, per_clip: bool
     kind = "gt" if has_gt else "lq"
     keys = ["clip", "entry"] if per_clip else ["entry", "weights"]
     keys += [key for key, _, decimals, sets in COLUMNS
-             if decimals is not None and sets in (kind, "all") and key not in ("params_m",)]
+             if decimals is not None and sets in (kind, "all") and key not in ("params_m",)
+             and (key not in EWARP_KEYS or any(row.get(key) for row in rows))]
     if per_clip:
         keys = [k for k in keys if k != "peak_mem_mib"] + ["peak_mem_mib"]
     else:
@@ -208,7 +217,7 @@ def render_markdown(*, suite: Any, rows: Sequence[Mapping[str, str]], meta: Mapp
         clips = ", ".join(info.get("clips", [])) or f"skipped: {eval_set.missing}"
         frames = info.get("frames", "") or (str(eval_set.num_frames) if eval_set.num_frames else "all")
         gt_crop = "—" if not eval_set.has_gt else info.get("gt_size", "")
-        seed = str(eval_set.seed) if eval_set.protocol == "realesrgan" else "—"
+        seed = str(eval_set.seed) if eval_set.protocol == "realbasicvsr" else "—"
         lines.append("| " + " | ".join(_md_escape(str(x)) for x in (
             eval_set.name, eval_set.protocol, clips, frames, gt_crop, info.get("lq_size", ""), seed,
             eval_set.description)) + " |")

@@ -172,20 +172,25 @@ _DISTS_NOTE = ("DISTS is empty: no maintained package computes it offline here (
 def _metric_notes(suite: Suite, lpips_note: str) -> list[str]:
     m = suite.metrics
     space = "Y channel (BT.601, MATLAB coefficients)" if m.y_channel else "RGB"
-    flow_from = ("the GT clip (the same motion for every entry); on LQ-only sets the SR clip itself"
-                 if m.ewarp_flow_from == "gt" else "the SR clip itself")
+    flow_from = ("the GT clip (the same motion for every entry; columns `ewarp_gt_*`); on LQ-only sets the SR clip "
+                 "itself (`ewarp_sr_*`)" if m.ewarp_flow_from == "gt" else "the SR clip itself (`ewarp_sr_*`)")
+    from zoo.metrics.temporal import resolve_flow
+
+    flow = resolve_flow(m.flow)
     return [
         f"PSNR and SSIM: {space}, frames rounded to 8 bits, {m.crop_border} px border cropped on each side "
         f"(BasicSR `calculate_psnr`/`calculate_ssim` conventions), averaged over frames, then over clips.",
         lpips_note,
         _DISTS_NOTE,
-        f"E*warp (Lai et al., ECCV 2018) x1e3 on 8-bit frames, flow ({m.flow.upper()}) and occlusion mask from "
-        f"{flow_from}, {m.crop_border} px border cropped. tOF (TecoGAN, Farneback flow, raw pixels) and tLPIPS "
+        f"E*warp (Lai et al., ECCV 2018) x1e3 on 8-bit frames, flow ({m.flow}: {flow.upper()} here, DIS for frames "
+        f"under 128 px) and occlusion mask from {flow_from}, {m.crop_border} px border cropped; the column name says "
+        f"which flow made it, and only numbers of the same column compare. tOF (TecoGAN, Farneback flow, raw pixels) and tLPIPS "
         f"(TecoGAN, raw) use all frames. NIQE (BasicSR, lower is better) only on LQ-only sets.",
         "FPS: frames / wall time of the upscaler calls (chunking, tiling, transfers included; loading and metrics "
         "excluded), after one untimed warm-up call per entry. Peak mem: largest increase of the process RSS (CPU) "
         "or of allocated CUDA memory during a call, above the level before it (weights and input excluded).",
-        "The bicubic row (bold) is the reference: torch antialiased bicubic (Keys a = -0.5, MATLAB's kernel).",
+        "The bicubic row (bold) is the reference: MATLAB `imresize` bicubic x4 (basicsr's exact port), the "
+        "\"Bicubic\" row of the published tables; BI sets' LR frames are MATLAB `imresize` x1/4 too.",
     ]
 
 

@@ -1,8 +1,9 @@
 """Evaluation sets of a benchmark suite: GT crops and LQ clips, with the synthetic LQ cached as PNG frames.
 
-Synthetic sets (``bicubic``, ``realesrgan``) take the GT clips through :class:`zoo.data.EvalClipDataset`, the same
+Synthetic sets (``bicubic``, ``realbasicvsr``) take the GT clips through :class:`zoo.data.EvalClipDataset`, the same
 class the datamodule uses for validation and test, with the set's ``num_frames``, ``max_size`` (GT centre crop)
-and ``seed``. So the ``realesrgan`` LQ of a clip is the datamodule's validation LQ for ``val_seed = seed`` and
+and ``seed``. So the ``realbasicvsr`` LQ of a clip (:class:`zoo.data.RealBasicVSRDegradation`, RealBasicVSR's
+official training degradation) is the datamodule's default validation LQ for ``val_seed = seed`` and
 the same clip key and crop (the degradation is driven by ``stable_seed(seed, key)``), and the ``bicubic`` LQ is
 the BI protocol's (:func:`zoo.data.bicubic_downsample`, 8-bit).
 
@@ -13,8 +14,9 @@ LQ cache. The LQ frames of every synthetic clip are written once as 8-bit PNG (`
 where ``<hash>`` covers every setting that changes the LQ (the degradation's parameters included), plus a
 ``lq.json`` manifest written last (frame names and SHA-256). A folder whose manifest is present and whose files
 match it is reused as is (never rewritten); anything else is rebuilt, atomically (written to a temporary folder,
-then renamed). Both degradations end by rounding to 8-bit levels, so the PNG frames hold exactly the LQ tensors;
-every entry and every later run reads the same files. LQ-only sets (``lq``: real low-quality clips without GT)
+then renamed). The LQ is stored rounded to 8-bit levels (the BI LQ already is; RealBasicVSR's LQ is whenever its
+last operation is the video compression, and is rounded here otherwise, as any LQ video file would be); every entry
+and every later run reads the same files. LQ-only sets (``lq``: real low-quality clips without GT)
 are read from their files directly (decoding is deterministic) and centre-cropped to ``max_size``.
 """
 from __future__ import annotations
@@ -66,14 +68,13 @@ class Clip:
         return int(self.lq.shape[1])
 
 
-def _degradation_description(eval_set: EvalSet, scale: int) -> str:
-    if eval_set.protocol == "realesrgan":
-        from zoo.data.degradations import RealESRGANDegradation
+def _degradation_description(eval_set: EvalSet, scale: int) -> dict:
+    """The complete configuration of the set's degradation (:func:`zoo.data.degradations.degradation_config`)."""
+    from zoo.data.degradations import BicubicDegradation, RealBasicVSRDegradation, degradation_config
 
-        return repr(RealESRGANDegradation(scale=scale))
-    from zoo.data.degradations import BicubicDegradation
-
-    return repr(BicubicDegradation(scale=scale))
+    if eval_set.protocol == "realbasicvsr":
+        return degradation_config(RealBasicVSRDegradation(scale=scale))
+    return degradation_config(BicubicDegradation(scale=scale))
 
 
 def cache_tag(eval_set: EvalSet, scale: int) -> str:
@@ -85,11 +86,11 @@ def cache_tag(eval_set: EvalSet, scale: int) -> str:
     if not eval_set.has_gt:
         raise ConfigError(f"set {eval_set.name!r} ({eval_set.protocol}) has no synthetic LQ to cache")
     settings = {"version": _CACHE_VERSION, "protocol": eval_set.protocol, "scale": scale,
-                "seed": eval_set.seed if eval_set.protocol == "realesrgan" else None,
+                "seed": eval_set.seed if eval_set.protocol == "realbasicvsr" else None,
                 "num_frames": eval_set.num_frames, "max_size": eval_set.max_size,
                 "degradation": _degradation_description(eval_set, scale)}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    seed = f"-seed{eval_set.seed}" if eval_set.protocol == "realesrgan" else ""
+    seed = f"-seed{eval_set.seed}" if eval_set.protocol == "realbasicvsr" else ""
     return (f"{eval_set.protocol}-x{scale}{seed}-f{eval_set.num_frames or 'all'}-c{eval_set.max_size or 'full'}"
             f"-{digest}")
 
@@ -194,8 +195,8 @@ def iter_clips(eval_set: EvalSet, *, scale: int = 4, cache_dir: str | Path = ".c
     common = dict(paths=list(eval_set.paths), scale=scale, num_frames=eval_set.num_frames,
                   max_size=eval_set.max_size)
     gt_dataset = EvalClipDataset(degradation="bicubic", **common)
-    lq_dataset = (EvalClipDataset(degradation="realesrgan", seed=eval_set.seed, **common)
-                  if eval_set.protocol == "realesrgan" else gt_dataset)
+    lq_dataset = (EvalClipDataset(degradation="synthetic", seed=eval_set.seed, **common)
+                  if eval_set.protocol == "realbasicvsr" else gt_dataset)
     tag = cache_tag(eval_set, scale)
     for index, (key, source) in enumerate(gt_dataset.clips):
         folder = Path(cache_dir) / eval_set.name / tag / key
@@ -206,7 +207,7 @@ def iter_clips(eval_set: EvalSet, *, scale: int = 4, cache_dir: str | Path = ".c
             lq = item["lq"] if lq_dataset is gt_dataset else lq_dataset[index]["lq"]
             meta = {"set": eval_set.name, "protocol": eval_set.protocol, "key": key, "scale": scale,
                     "seed": eval_set.seed, "clip_seed": stable_seed(eval_set.seed, key)
-                    if eval_set.protocol == "realesrgan" else None, "num_frames_setting": eval_set.num_frames,
+                    if eval_set.protocol == "realbasicvsr" else None, "num_frames_setting": eval_set.num_frames,
                     "max_size": eval_set.max_size, "source": str(source.path),
                     "gt_size": list(item["gt"].shape[-2:][::-1]), "cache_tag": tag}
             _write_cache(folder, lq, meta)

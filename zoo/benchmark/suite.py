@@ -8,14 +8,14 @@ A suite file (``configs/benchmarks/<suite>.yaml``) has four sections::
     scale: 4
     cache_dir: .cache/benchmark_lq   # cached LQ frames (relative paths: from the current directory)
     metrics: {crop_border: 4, y_channel: true, lpips: true, warping_error: true, ewarp_flow_from: gt,
-              flow: dis, tof: true, tlpips: true, niqe: true}
+              flow: auto, tof: true, tlpips: true, niqe: true}
     sets:
       - name: vid4_bi
-        protocol: bicubic            # bicubic (BI) | realesrgan (seeded, cached) | lq (real LQ clips, no GT)
+        protocol: bicubic            # bicubic (BI) | realbasicvsr (seeded, cached) | lq (real LQ clips, no GT)
         paths: [${shared_data}/vid4_calendar, ...]
         num_frames: 20               # first frames of every clip (null: all)
-        max_size: 384                # centre crop: GT side (bicubic/realesrgan) or LQ side (lq); null: whole frames
-        seed: 0                      # realesrgan only
+        max_size: 384                # centre crop: GT side (bicubic/realbasicvsr) or LQ side (lq); null: whole frames
+        seed: 0                      # realbasicvsr only
     entries:
       - name: bicubic                # always present: added first when missing
         family: bicubic
@@ -61,7 +61,7 @@ __all__ = ["BICUBIC", "DTYPES", "PROTOCOLS", "Entry", "EvalSet", "MetricOptions"
 
 #: How the LQ clips of a set are made: bicubic x1/scale of the GT (BI), the seeded Real-ESRGAN degradation of
 #: the GT, or read as they are (real low-quality clips without GT).
-PROTOCOLS = ("bicubic", "realesrgan", "lq")
+PROTOCOLS = ("bicubic", "realbasicvsr", "lq")
 #: Inference precisions of an entry (``zoo.inference`` names).
 DTYPES = ("fp32", "bf16", "fp16")
 #: Family name of the weight-free bicubic baseline.
@@ -83,7 +83,9 @@ class MetricOptions:
         warping_error: E*warp (Lai et al. 2018), reported x1e3.
         ewarp_flow_from: ``'gt'``: flow and occlusion mask from the GT clip when the set has one (the same motion
             for every entry), else from the SR clip; ``'sr'``: always from the SR clip.
-        flow: E*warp flow estimator (``'dis'``, ``'farneback'``, ``'raft'``).
+        flow: E*warp flow estimator: ``'auto'`` (RAFT when its weights are present and frames are at least 128 px,
+            else DIS), ``'raft'``, ``'dis'``, ``'farneback'``. The column names the source and the estimator used
+            (``ewarp_gt_raft``, ``ewarp_sr_dis``, ...).
         tof: tOF (TecoGAN) on sets with GT.
         tlpips: tLPIPS (TecoGAN) on sets with GT, when LPIPS is available.
         niqe: NIQE on LQ-only sets (no-reference).
@@ -94,7 +96,7 @@ class MetricOptions:
     lpips: bool = True
     warping_error: bool = True
     ewarp_flow_from: str = "gt"
-    flow: str = "dis"
+    flow: str = "auto"
     tof: bool = True
     tlpips: bool = True
     niqe: bool = True
@@ -109,9 +111,9 @@ class EvalSet:
         protocol: one of :data:`PROTOCOLS`.
         paths: clip paths (folders of frames, video files, or folders of those), placeholders expanded.
         num_frames: use the first ``num_frames`` frames of each clip (None: all).
-        max_size: centre crop, at most this many pixels per side: of the GT for ``bicubic``/``realesrgan``
+        max_size: centre crop, at most this many pixels per side: of the GT for ``bicubic``/``realbasicvsr``
             (a multiple of the scale), of the LQ for ``lq``. None: whole frames.
-        seed: base seed of the ``realesrgan`` LQ (per clip ``stable_seed(seed, key)``, as the datamodule).
+        seed: base seed of the ``realbasicvsr`` LQ (per clip ``stable_seed(seed, key)``, as the datamodule).
         description: free text for the leaderboard.
         missing: why the set cannot run (unexpanded placeholder or missing path); empty when it can.
     """
@@ -127,7 +129,7 @@ class EvalSet:
 
     @property
     def has_gt(self) -> bool:
-        """True for synthetic sets (``bicubic``, ``realesrgan``), False for LQ-only ``lq`` sets."""
+        """True for synthetic sets (``bicubic``, ``realbasicvsr``), False for LQ-only ``lq`` sets."""
         return self.protocol != "lq"
 
 
@@ -329,8 +331,8 @@ def _parse_metrics(data: Any, where: str) -> MetricOptions:
         raise ConfigError(f"{where}.crop_border must be >= 0, got {options.crop_border}")
     if options.ewarp_flow_from not in ("gt", "sr"):
         raise ConfigError(f"{where}.ewarp_flow_from must be 'gt' or 'sr', got {options.ewarp_flow_from!r}")
-    if options.flow not in ("dis", "farneback", "raft"):
-        raise ConfigError(f"{where}.flow must be 'dis', 'farneback' or 'raft', got {options.flow!r}")
+    if options.flow not in ("auto", "dis", "farneback", "raft"):
+        raise ConfigError(f"{where}.flow must be 'auto', 'dis', 'farneback' or 'raft', got {options.flow!r}")
     return options
 
 

@@ -10,18 +10,25 @@ from zoo.errors import ConfigError, InputError
 from zoo.metrics.image import check_video, psnr, ssim
 from zoo.metrics.lpips import LPIPSMetric
 from zoo.metrics.noref import niqe
-from zoo.metrics.temporal import FlowMethod, tlpips, tof, warping_error
+from zoo.metrics.temporal import resolve_flow, tlpips, tof, warping_error
 
-#: Metric flag -> key of the result dicts. E*warp is stored x1000, the unit VSR tables print ("x10^-3").
+#: Metric flag -> key of the result dicts. E*warp's key names where its flow came from and which estimator made it
+#: (:func:`ewarp_key`); its value is x1000, the unit VSR tables print ("x10^-3").
 RESULT_KEYS = {
     "psnr": "psnr",
     "ssim": "ssim",
     "lpips": "lpips",
-    "warping_error": "ewarp_x1e3",
     "tof": "tof",
     "tlpips": "tlpips",
     "niqe": "niqe",
 }
+
+
+def ewarp_key(flow_from: str, flow: str) -> str:
+    """Result key of E*warp x1e3 with flow and occlusion mask from ``flow_from`` (``'gt'`` or ``'sr'``) estimated by
+    ``flow`` (``'raft'``, ``'dis'``, ``'farneback'``): e.g. ``'ewarp_gt_raft'``. Published E*warp figures use flow
+    from the GT (RAFT or FlowNet2); numbers with different keys are not comparable."""
+    return f"ewarp_{flow_from}_{flow}"
 _NEEDS_GT = {"psnr", "ssim", "lpips", "tof", "tlpips"}
 _NEEDS_LPIPS = {"lpips", "tlpips"}
 
@@ -34,8 +41,9 @@ class VideoMetrics:
     - ``psnr`` [psnr], ``ssim`` [ssim]: :mod:`zoo.metrics.image`, with ``crop_border`` and ``y_channel``;
     - ``lpips`` [lpips]: :class:`zoo.metrics.lpips.LPIPSMetric`, AlexNet; skipped when its weights are absent
       (one warning per process);
-    - ``warping_error`` [ewarp_x1e3]: :func:`zoo.metrics.temporal.warping_error` times 1000, flow and occlusion
-      mask from ``ewarp_flow_from`` (``'sr'``, or ``'gt'``: then clips without GT use the SR clip);
+    - ``warping_error`` [``ewarp_<from>_<flow>``, :func:`ewarp_key`]: :func:`zoo.metrics.temporal.warping_error`
+      times 1000, flow and occlusion mask from ``ewarp_flow_from`` (``'gt'``, the default: the GT clip when there
+      is one, else the SR clip; ``'sr'``: always the SR clip), estimated by ``flow``;
     - ``tof`` [tof], ``tlpips`` [tlpips]: TecoGAN's temporal metrics (raw, unscaled);
     - ``niqe`` [niqe]: :func:`zoo.metrics.noref.niqe` (frames of at least 96x192 px; slow, off by default).
 
@@ -45,9 +53,10 @@ class VideoMetrics:
         psnr, ssim, lpips, warping_error, tof, tlpips, niqe: which metrics to compute.
         crop_border: pixels removed on each side (PSNR, SSIM, E*warp, tOF, NIQE); VSR papers use the scale or 0.
         y_channel: PSNR/SSIM on BT.601 Y (True, the VSR convention) or on RGB.
-        flow: flow estimator for E*warp, ``'dis'``, ``'farneback'`` or ``'raft'`` (tOF always uses TecoGAN's
-            Farneback).
-        ewarp_flow_from: which clip the E*warp flow and occlusion mask are computed on.
+        flow: flow estimator for E*warp: ``'auto'`` (default: RAFT when its weights are present and the frames are
+            at least 128 px, else DIS; :func:`zoo.metrics.temporal.resolve_flow`), ``'raft'``, ``'dis'`` or
+            ``'farneback'`` (tOF always uses TecoGAN's Farneback).
+        ewarp_flow_from: which clip the E*warp flow and occlusion mask are computed on (``'gt'`` or ``'sr'``).
         lpips_metric: an LPIPS module to use instead of building :class:`LPIPSMetric` (e.g. one already on a GPU).
 
     Raises:
@@ -66,14 +75,14 @@ class VideoMetrics:
         niqe: bool = False,
         crop_border: int = 0,
         y_channel: bool = True,
-        flow: FlowMethod = "dis",
-        ewarp_flow_from: str = "sr",
+        flow: str = "auto",
+        ewarp_flow_from: str = "gt",
         lpips_metric: LPIPSMetric | None = None,
     ) -> None:
         if ewarp_flow_from not in ("sr", "gt"):
             raise ConfigError(f"ewarp_flow_from must be 'sr' or 'gt', got {ewarp_flow_from!r}")
-        if flow not in ("dis", "farneback", "raft"):
-            raise ConfigError(f"flow must be 'dis', 'farneback' or 'raft', got {flow!r}")
+        if flow not in ("auto", "dis", "farneback", "raft"):
+            raise ConfigError(f"flow must be 'auto', 'dis', 'farneback' or 'raft', got {flow!r}")
         if crop_border < 0:
             raise ConfigError(f"crop_border must be >= 0, got {crop_border}")
         flags = {"psnr": psnr, "ssim": ssim, "lpips": lpips, "warping_error": warping_error, "tof": tof,
@@ -143,9 +152,13 @@ class VideoMetrics:
             values["ssim"] = ssim(sr, gt, crop_border=self.crop_border, y_channel=self.y_channel)
         if self._active("lpips", has_gt):
             values["lpips"] = self.lpips_metric(sr, gt)
+        ewarp_name = None
         if self._active("warping_error", has_gt):
-            source = gt if self.ewarp_flow_from == "gt" and has_gt else None
-            values["warping_error"] = 1e3 * warping_error(sr, flow=self.flow, flow_source=source, crop_border=self.crop_border)
+            from_gt = self.ewarp_flow_from == "gt" and has_gt
+            flow = resolve_flow(self.flow, height=sr.shape[-2], width=sr.shape[-1])
+            ewarp_name = ewarp_key("gt" if from_gt else "sr", flow)
+            values[ewarp_name] = 1e3 * warping_error(sr, flow=flow, flow_source=gt if from_gt else None,
+                                                     crop_border=self.crop_border)
         if self._active("tof", has_gt):
             values["tof"] = tof(sr, gt, crop_border=self.crop_border)
         if self._active("tlpips", has_gt):
@@ -156,7 +169,7 @@ class VideoMetrics:
         results = []
         for index, name in enumerate(keys):
             clip = {"key": str(name)}
-            clip.update({RESULT_KEYS[m]: float(v[index]) for m, v in values.items()})
+            clip.update({RESULT_KEYS.get(m, m): float(v[index]) for m, v in values.items()})
             results.append(clip)
         self._clips.extend(results)
         return results

@@ -104,10 +104,10 @@ def psnr(sr: torch.Tensor, gt: torch.Tensor, *, crop_border: int = 0, y_channel:
     return per_frame.mean(dim=1)
 
 
-def _gaussian_window(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The 11x11 SSIM window: outer product of OpenCV's normalised sampled Gaussian (sigma 1.5), like BasicSR."""
-    kernel = torch.from_numpy(cv2.getGaussianKernel(_SSIM_WINDOW, _SSIM_SIGMA)).to(dtype=dtype, device=device)
-    return kernel @ kernel.T
+def _window_mean(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``x`` (n, 1, h, w) filtered with the 11x11 window in "valid" mode, as two 1-D passes (the window is the
+    outer product of ``kernel`` (11,) with itself; same result to float64 rounding, 5x fewer operations)."""
+    return F.conv2d(F.conv2d(x, kernel.view(1, 1, -1, 1)), kernel.view(1, 1, 1, -1))
 
 
 def ssim(sr: torch.Tensor, gt: torch.Tensor, *, crop_border: int = 0, y_channel: bool = False) -> torch.Tensor:
@@ -137,13 +137,13 @@ def ssim(sr: torch.Tensor, gt: torch.Tensor, *, crop_border: int = 0, y_channel:
     if min(a.shape[-2:]) < _SSIM_WINDOW:
         raise InputError(f"SSIM needs frames of at least {_SSIM_WINDOW}x{_SSIM_WINDOW} after cropping, got {tuple(a.shape[-2:])}")
     batch, frames, channels = a.shape[:3]
-    window = _gaussian_window(a.dtype, a.device)[None, None]
+    kernel = torch.from_numpy(cv2.getGaussianKernel(_SSIM_WINDOW, _SSIM_SIGMA)[:, 0]).to(a)
     a = rearrange(a, "b t c h w -> (b t c) 1 h w")
     b = rearrange(b, "b t c h w -> (b t c) 1 h w")
-    mu_a, mu_b = F.conv2d(a, window), F.conv2d(b, window)
-    var_a = F.conv2d(a * a, window) - mu_a**2
-    var_b = F.conv2d(b * b, window) - mu_b**2
-    cov = F.conv2d(a * b, window) - mu_a * mu_b
+    mu_a, mu_b = _window_mean(a, kernel), _window_mean(b, kernel)
+    var_a = _window_mean(a * a, kernel) - mu_a**2
+    var_b = _window_mean(b * b, kernel) - mu_b**2
+    cov = _window_mean(a * b, kernel) - mu_a * mu_b
     ssim_map = ((2 * mu_a * mu_b + _SSIM_C1) * (2 * cov + _SSIM_C2)) / (
         (mu_a**2 + mu_b**2 + _SSIM_C1) * (var_a + var_b + _SSIM_C2)
     )

@@ -47,6 +47,21 @@ def raft_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / RAFT_FILE
 
 
+def resolve_flow(method: str, *, height: int | None = None, width: int | None = None) -> str:
+    """The flow estimator a metric really uses: ``'auto'`` is ``'raft'`` when torchvision's RAFT-large weights are
+    at :func:`raft_weights_path` (and the frames, when given, are at least 128 px on each side), else ``'dis'``.
+
+    Raises:
+        InputError: an unknown method.
+    """
+    if method not in ("auto", "dis", "farneback", "raft"):
+        raise InputError(f"unknown flow method {method!r}; expected 'auto', 'dis', 'farneback' or 'raft'")
+    if method != "auto":
+        return method
+    big_enough = height is None or width is None or min(height, width) >= _RAFT_MIN_SIZE
+    return "raft" if raft_weights_path().is_file() and big_enough else "dis"
+
+
 def _to_gray_uint8(frames: torch.Tensor) -> np.ndarray:
     """``(n, 3, h, w)`` [0, 1] -> ``(n, h, w)`` uint8 grayscale (8-bit rounding, then OpenCV's BT.601 RGB2GRAY)."""
     rgb = rearrange(quantize(frames), "n c h w -> n h w c").cpu().numpy().astype(np.uint8)
