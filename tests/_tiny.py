@@ -16,3 +16,26 @@ def tiny_net(**overrides: object) -> VideoGigaGANNet:
 def tiny_discriminator(**overrides: object) -> VideoDiscriminator:
     """The VideoGigaGAN family's tiny video discriminator; ``overrides`` win."""
     return VideoDiscriminator(**{**VIDEOGIGAGAN_TINY["discriminator"], **overrides})
+
+
+def fit_recipe(args: list[str], root: object) -> tuple[object, object]:
+    """Run `lightning fit` on a recipe for one step with one validation batch, and return ``(cli, last_ckpt)``.
+
+    Goes through the zoo's LightningCLI (:func:`zoo.cli.make_cli`: the same parsing and instantiation as the
+    ``lightning`` command), then ``trainer.fit``; asserts that the recipe's checkpoint callback wrote ``last.ckpt``
+    and that every logged training loss is finite.
+    """
+    import math
+    from pathlib import Path
+
+    from zoo.cli import make_cli
+
+    cli = make_cli([*args, "--trainer.max_steps=1", "--trainer.val_check_interval=1", "--trainer.limit_val_batches=1",
+                    "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false",
+                    "--trainer.enable_model_summary=false", f"--trainer.default_root_dir={root}"], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    losses = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("train/")}
+    assert losses and all(math.isfinite(v) for v in losses.values()), losses
+    last = Path(cli.trainer.checkpoint_callback.last_model_path)
+    assert last.is_file(), f"no last.ckpt written under {root}"
+    return cli, last

@@ -1,6 +1,6 @@
 """Recording a network's constructor arguments, so that checkpoints can rebuild it without the CLI config.
 
-Nets stay plain ``nn.Module`` classes with typed keyword-only ``__init__`` (STYLE.md, rule 5). Decorating the
+Nets stay plain ``nn.Module`` classes whose typed keyword-only ``__init__`` is their configuration. Decorating the
 ``__init__`` with :func:`register_init_args` stores the bound keyword arguments (defaults filled in) on the instance
 as ``init_args``; :func:`describe_module` turns an instance into the ``{'class_path', 'init_args'}`` form that
 LightningCLI/jsonargparse writes in YAML, and :func:`build_module` does the reverse. This is the same idea as

@@ -136,3 +136,21 @@ LRELU_GAIN = math.sqrt(2.0)
 def scaled_leaky_relu(x: torch.Tensor) -> torch.Tensor:
     """StyleGAN2's activation: ``leaky_relu(x, 0.2) * sqrt(2)`` (same shape and dtype as ``x``)."""
     return F.leaky_relu(x, LRELU_SLOPE) * LRELU_GAIN
+
+
+def bicubic_skip(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """The bicubic skip connection of networks that add a residual to an upsampled input (differentiable, fast).
+
+    ``F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False)``: Keys cubic with a = -0.75 and
+    replicated borders. This is an architectural choice inside a network, not a baseline: the zoo's "Bicubic" row
+    (MATLAB ``imresize``) is :func:`zoo.data.degradations.bicubic_upsample`. Families whose official code fixes another
+    skip keep it (RealBasicVSR: bilinear).
+
+    Args:
+        x: ``(n, c, h, w)`` frames.
+        scale: integer factor.
+
+    Returns:
+        ``(n, c, scale h, scale w)``, not clamped.
+    """
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)

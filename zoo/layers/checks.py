@@ -1,4 +1,4 @@
-"""Input checks shared by the networks' public entry points (STYLE.md rule 12: fail loudly, name the layout)."""
+"""Input checks shared by the networks' public entry points: fail loudly, with a message that names the expected layout."""
 from __future__ import annotations
 
 import torch

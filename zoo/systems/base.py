@@ -14,12 +14,11 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 
+from zoo.data.degradations import bicubic_upsample
 from zoo.inference import upscale_tensor
 from zoo.metrics import VideoMetrics
 from zoo.weights import CHECKPOINT_INFO
@@ -37,9 +36,10 @@ class EvalOptions:
         crop_border: pixels cropped from each border of SR and GT before PSNR/SSIM (field convention: ``scale``
             for x4 Real-world VSR tables is 0 or 4; BasicVSR's Vid4 protocol uses 0 on Y).
         lpips: compute LPIPS when its backbone weights are present locally (otherwise skipped with a warning).
-        warping_error: compute the flow warping error E*warp on the SR clip.
-        flow: flow estimator for E*warp: ``'dis'`` (OpenCV DIS, weight-free) or ``'raft'`` (torchvision RAFT-large,
-            needs its weights in ``$TORCH_HOME/hub/checkpoints``).
+        warping_error: compute the flow warping error E*warp, with flow and occlusion mask from the GT clip (the
+            same motion for every model; logged as ``ewarp_gt_<flow>``).
+        flow: flow estimator for E*warp: ``'auto'`` (RAFT-large when its weights are in
+            ``$TORCH_HOME/hub/checkpoints``, else OpenCV DIS), ``'raft'`` or ``'dis'``.
         num_log_images: how many validation clips get an image grid in the logger.
         log_crop: side in GT pixels of the crop shown in the image grids.
     """
@@ -51,7 +51,7 @@ class EvalOptions:
     crop_border: int = 0
     lpips: bool = True
     warping_error: bool = True
-    flow: str = "dis"
+    flow: str = "auto"
     num_log_images: int = 2
     log_crop: int = 192
 
@@ -194,10 +194,9 @@ class VSRSystem(L.LightningModule):
         return torch.cat(outs, dim=0).to(lq.device).clamp_(0.0, 1.0)
 
     def bicubic(self, lq: torch.Tensor) -> torch.Tensor:
-        """Bicubic x``scale`` upsampling of ``lq`` (b, t, 3, h, w), clamped to [0, 1]: the baseline of every table."""
-        frames = rearrange(lq, "b t c h w -> (b t) c h w")
-        up = F.interpolate(frames, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        return rearrange(up, "(b t) c h w -> b t c h w", b=lq.shape[0]).clamp_(0.0, 1.0)
+        """The "Bicubic" baseline of every table for ``lq`` (b, t, 3, h, w): MATLAB ``imresize`` x``scale``
+        (:func:`zoo.data.degradations.bicubic_upsample`), clamped to [0, 1]."""
+        return bicubic_upsample(lq, self.scale)
 
     # ------------------------------------------------------------------ validation / test
     def _new_metrics(self) -> VideoMetrics:

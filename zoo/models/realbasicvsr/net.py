@@ -201,6 +201,7 @@ class RealBasicVSRNet(nn.Module):
             out = F.leaky_relu(self.upsample2(out), 0.1)
             out = F.leaky_relu(self.conv_hr(out), 0.1)
             out = self.conv_last(out)
+            # the official skip is bilinear (mmediting basicvsr_net.py ``self.img_upsample``), not the zoo's bicubic one
             out = out + F.interpolate(frame, scale_factor=SCALE, mode="bilinear", align_corners=False)
             outputs.append(out)
         return torch.stack(outputs, dim=1)

@@ -232,8 +232,9 @@ def load_upscale_a_video_pipeline(path: str | Path | None, **overrides: object) 
               ``net_g.unet.*``, ``net_g.vae.*``, ``net_g.text_encoder.*``, ``net_g.flow_net.*``). The system's
               ``hyper_parameters`` say how to rebuild it: ``pretrained`` (the folder it started from, which supplies
               the architecture of the released networks, the tokenizer and the schedulers; it must still exist, or
-              be given again with the ``pretrained`` override), ``unet`` / ``vae`` (SD x4 or random-init options),
-              ``use_video_vae``; the weights then all come from the checkpoint. Its validation ``sampling`` options
+              be given again with the ``pretrained`` override), ``unet`` / ``vae`` (SD x4 or random-init options,
+              or the ``variant`` they were taken from), ``use_video_vae``; the trained weights come from the
+              checkpoint (all of them for a system built without ``pretrained``). Its validation ``sampling`` options
               are not used (they are usually reduced);
             - ``None``: random networks with a loud warning (results are meaningless; for trying the pipeline).
         **overrides: :func:`load_upscale_a_video` options (``use_video_vae``, ``load_text_encoder``,
@@ -305,8 +306,10 @@ def _pipeline_from_checkpoint(path: Path, *, pretrained: object = _UNSET, use_em
     options: dict[str, object] = dict(use_video_vae=bool(hparams.get("use_video_vae", False)),
                                       load_text_encoder=has_text and folder is not None, load_flow_net=False)
     if folder is None or upscale_a_video_folder_kind(folder) != "released":
+        variant = hparams.get("variant")
+        sizes = _variant_sizes(str(variant)) if variant else {}
         for name in ("unet", "vae"):
-            spec = plain(hparams.get(name))
+            spec = plain(hparams.get(name)) or sizes.get(name)
             if spec:
                 options[name] = dict(spec)
     if has_text and folder is None:
@@ -329,6 +332,14 @@ def _pipeline_from_checkpoint(path: Path, *, pretrained: object = _UNSET, use_em
     logger.info("Upscale-A-Video loaded from the vsrzoo checkpoint %s (folder: %s, %s weights)", source, folder,
                 "trained" if trained_only else "all")
     return pipeline.eval()
+
+
+def _variant_sizes(name: str) -> dict[str, dict]:
+    """``unet`` / ``vae`` options of a named variant the system was built with (``hyper_parameters['variant']``)."""
+    from zoo.models.upscale_a_video.spec import SPEC
+
+    sizes = SPEC.variant(name)
+    return {"unet": sizes["unet"], "vae": sizes["vae"]}
 
 
 def upscaler_from_pipeline(pipeline: nn.Module, **sampling: object) -> nn.Module:

@@ -276,6 +276,7 @@ class UpscaleAVideoPipeline(nn.Module):
                                      progress=progress)
         for start, end, frames in chunks:
             if color_fix != "none":
+                # official reference: torch's plain bicubic x4 of the LQ (inference_upscale_a_video.py), kept as is
                 reference = F.interpolate(rearrange(lq[:, start:end], "b t c h w -> (b t) c h w"), scale_factor=s,
                                           mode="bicubic", align_corners=False)
                 reference = rearrange(reference, "(b t) c h w -> b t c h w", b=b)

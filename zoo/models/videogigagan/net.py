@@ -42,7 +42,7 @@ from zoo.config import register_init_args
 from zoo.errors import ConfigError, InputError
 from zoo.layers.checks import check_rgb_video
 from zoo.layers.antialias import Downsample2d, HighFrequencyShuttle, check_filter_size
-from zoo.layers.blocks import scaled_leaky_relu
+from zoo.layers.blocks import bicubic_skip, scaled_leaky_relu
 from zoo.layers.propagation import BidirectionalPropagation
 from zoo.layers.temporal import TemporalConv, TemporalSelfAttention
 
@@ -491,8 +491,7 @@ class VideoGigaGANNet(nn.Module):
             x = level(x, skips.pop() if skips else None, style, t)
         residual = self.to_rgb(x)[..., : self.scale * h, : self.scale * w]
 
-        frames = rearrange(lq, "b t c h w -> (b t) c h w")
-        base = F.interpolate(frames, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        base = bicubic_skip(rearrange(lq, "b t c h w -> (b t) c h w"), self.scale)
         return rearrange(base + residual, "(b t) c h w -> b t c h w", b=b, t=t)
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
