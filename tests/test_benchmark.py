@@ -17,11 +17,15 @@ from zoo.data import VSRDataModule
 from zoo.errors import ConfigError
 from zoo.hub import family
 from zoo.models.realbasicvsr.net import RealBasicVSRNet
-from zoo.testing import sample_clip_dir
+from zoo.testing import sample_clip_dir, shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SUITE = ROOT / "configs" / "benchmarks" / "sample_tiny.yaml"
 VID4_SUITE = ROOT / "configs" / "benchmarks" / "vid4.yaml"
+VID4_FULL_SUITE = ROOT / "configs" / "benchmarks" / "vid4_full.yaml"
+#: Published Vid4 x4 BI bicubic PSNR-Y / SSIM-Y per clip (EDVR, Wang et al., CVPRW 2019, Table 1; the tables of
+#: BasicVSR and later papers reprint it): all frames, whole frames, no border crop.
+PUBLISHED_VID4_BICUBIC = {"vid4_calendar": (20.39, 0.5720), "vid4_city": (25.16, 0.6028), "vid4_foliage": (23.47, 0.5666)}
 
 
 def write_tiny_checkpoint(path: Path) -> Path:
@@ -238,3 +242,26 @@ def test_lq_cache_key_hashes_the_complete_degradation(monkeypatch):
     assert pipeline.degradation_config(pipeline.RealESRGANDegradation(jpeg_range2=(40.0, 95.0))) != base
     monkeypatch.setattr(pipeline.BicubicDegradation, "VERSION", 1)  # the implementation before MATLAB imresize
     assert sets.cache_tag(bicubic, 4) != tags[1]
+
+
+@pytest.mark.skipif(shared_data_dir() is None or not (shared_data_dir() / "vid4_city").is_dir(),
+                    reason="the Vid4 clips (../shared/data or $VSRZOO_SHARED_DATA) are not on this machine")
+def test_full_vid4_bicubic_row_matches_the_published_figures(tmp_path):
+    """The full Vid4 suite's bicubic row lands within 0.05 dB (and 0.001 SSIM) of the published per-clip figures,
+    which checks the BI protocol (MATLAB imresize down and up), the Y conversion, the 8-bit rounding, the
+    no-crop setting and the per-clip averaging together."""
+    from zoo.cli import main
+
+    suite = load_suite(VID4_FULL_SUITE)
+    assert suite.metrics.crop_border == 0 and suite.metrics.y_channel
+    assert [(s.num_frames, s.max_size, s.protocol) for s in suite.sets] == [(None, None, "bicubic")]
+    argv = ["benchmark", "--suite", str(VID4_FULL_SUITE), "--entries", "bicubic", "--output-dir", str(tmp_path),
+            "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    assert main(argv) == 0
+    rows = {r["clip"]: r for r in read_csv(tmp_path / "vid4_full.csv") if r["entry"] == "bicubic"}
+    for clip, (psnr, ssim) in PUBLISHED_VID4_BICUBIC.items():
+        assert abs(float(rows[clip]["psnr"]) - psnr) < 0.05, (clip, rows[clip]["psnr"], psnr)
+        assert abs(float(rows[clip]["ssim"]) - ssim) < 0.001, (clip, rows[clip]["ssim"], ssim)
+        assert int(rows[clip]["frames"]) == {"vid4_calendar": 41, "vid4_city": 34, "vid4_foliage": 49}[clip]
+    mean = sum(float(rows[c]["psnr"]) for c in PUBLISHED_VID4_BICUBIC) / 3
+    assert abs(float(rows[MEAN]["psnr"]) - mean) < 0.01  # the mean of the per-clip means (CSV: 2 decimals)

@@ -182,10 +182,12 @@ def _metric_notes(suite: Suite, lpips_note: str) -> list[str]:
         f"(BasicSR `calculate_psnr`/`calculate_ssim` conventions), averaged over frames, then over clips.",
         lpips_note,
         _DISTS_NOTE,
-        f"E*warp (Lai et al., ECCV 2018) x1e3 on 8-bit frames, flow ({m.flow}: {flow.upper()} here, DIS for frames "
-        f"under 128 px) and occlusion mask from {flow_from}, {m.crop_border} px border cropped; the column name says "
-        f"which flow made it, and only numbers of the same column compare. tOF (TecoGAN, Farneback flow, raw pixels) and tLPIPS "
-        f"(TecoGAN, raw) use all frames. NIQE (BasicSR, lower is better) only on LQ-only sets.",
+        *([f"E*warp (Lai et al., ECCV 2018) x1e3 on 8-bit frames, flow ({m.flow}: {flow.upper()} here, DIS for "
+           f"frames under 128 px) and occlusion mask from {flow_from}, {m.crop_border} px border cropped; the column "
+           f"name says which flow made it, and only numbers of the same column compare."] if m.warping_error else []),
+        *(["tOF (TecoGAN, Farneback flow, raw pixels) and tLPIPS (TecoGAN, raw) use all frames."]
+          if m.tof or m.tlpips else []),
+        *(["NIQE (BasicSR, lower is better) only on LQ-only sets."] if m.niqe else []),
         "FPS: frames / wall time of the upscaler calls (chunking, tiling, transfers included; loading and metrics "
         "excluded), after one untimed warm-up call per entry. Peak mem: largest increase of the process RSS (CPU) "
         "or of allocated CUDA memory during a call, above the level before it (weights and input excluded).",
@@ -197,11 +199,14 @@ def _metric_notes(suite: Suite, lpips_note: str) -> list[str]:
 def _set_info(eval_set: EvalSet, clips: list[Clip] | None) -> dict[str, Any]:
     if not clips:
         return {"missing": eval_set.missing}
-    frames = sorted({c.num_frames for c in clips})
-    lq_sizes = sorted({f"{c.lq.shape[-1]}x{c.lq.shape[-2]}" for c in clips})
-    info = {"clips": [c.key for c in clips], "frames": "/".join(map(str, frames)), "lq_size": ", ".join(lq_sizes)}
+    def in_clip_order(values: list[str]) -> list[str]:  # distinct values, in the order of the clips
+        return list(dict.fromkeys(values))
+
+    frames = in_clip_order([str(c.num_frames) for c in clips])
+    lq_sizes = in_clip_order([f"{c.lq.shape[-1]}x{c.lq.shape[-2]}" for c in clips])
+    info = {"clips": [c.key for c in clips], "frames": "/".join(frames), "lq_size": ", ".join(lq_sizes)}
     if eval_set.has_gt:
-        info["gt_size"] = ", ".join(sorted({f"{c.gt.shape[-1]}x{c.gt.shape[-2]}" for c in clips}))
+        info["gt_size"] = ", ".join(in_clip_order([f"{c.gt.shape[-1]}x{c.gt.shape[-2]}" for c in clips]))
     return info
 
 
