@@ -23,7 +23,7 @@ def fit_recipe(args: list[str], root: object) -> tuple[object, object]:
 
     Goes through the zoo's LightningCLI (:func:`zoo.cli.make_cli`: the same parsing and instantiation as the
     ``lightning`` command), then ``trainer.fit``; asserts that the recipe's checkpoint callback wrote ``last.ckpt``
-    and that every logged training loss is finite.
+    and that every logged training loss is finite, and that the checkpoint records how it was made (command, commit).
     """
     import math
     from pathlib import Path
@@ -38,4 +38,8 @@ def fit_recipe(args: list[str], root: object) -> tuple[object, object]:
     assert losses and all(math.isfinite(v) for v in losses.values()), losses
     last = Path(cli.trainer.checkpoint_callback.last_model_path)
     assert last.is_file(), f"no last.ckpt written under {root}"
+    import torch
+
+    made_by = torch.load(last, map_location="cpu", weights_only=False)["vsrzoo"]["made_by"]
+    assert made_by["command"] and set(made_by) == {"command", "commit", "date"}, made_by  # zoo.provenance
     return cli, last

@@ -33,7 +33,9 @@ def write_tiny_checkpoint(path: Path) -> Path:
     torch.manual_seed(0)
     net = RealBasicVSRNet(**family("realbasicvsr").variant("tiny")["net"])
     state = {f"net_g_ema.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "hyper_parameters": {"net": describe_module(net)}}, path)
+    made_by = {"command": "lightning fit --config zoo/realbasicvsr.yaml", "commit": "abc1234", "date": "2026-01-01"}
+    torch.save({"state_dict": state, "hyper_parameters": {"net": describe_module(net)},
+                "vsrzoo": {"family": "realbasicvsr", "made_by": made_by}}, path)
     return path
 
 
@@ -138,7 +140,8 @@ def leaderboard(tmp_path_factory):
         eval_set["num_frames"] = 3
     data["entries"] = [
         {"name": "tiny_ckpt", "family": "realbasicvsr", "weights": str(ckpt), "label": "tiny random checkpoint"},
-        {"name": "absent", "family": "realbasicvsr", "weights": str(tmp / "absent.ckpt")},
+        {"name": "absent", "family": "realbasicvsr", "weights": str(tmp / "absent.ckpt"),
+         "weights_from": "official release"},
     ]
     suite_path = tmp / "tiny_test.yaml"
     suite_path.write_text(yaml.safe_dump(data))
@@ -172,6 +175,14 @@ def test_markdown_names_date_device_versions_command(leaderboard):
     assert re.search(r"\*\*Device:\*\* CPU: .+, \d+ torch threads", text)
     assert re.search(r"\*\*Versions:\*\* python [\d.]+, vsrzoo [\d.]+, torch ", text)
     assert "DISTS is empty" in text and "skipped" in text
+
+
+def test_entries_table_names_how_the_weights_were_made(leaderboard):
+    entries = {body[0]: dict(zip(header, body)) for section, header, rows in _md_tables(leaderboard["md"].read_text())
+               if section == "Entries" for body in rows}
+    assert entries["tiny_ckpt"]["Weights made by"] == "`lightning fit --config zoo/realbasicvsr.yaml` at commit abc1234"
+    assert entries["absent"]["Weights made by"] == "official release"  # the suite's weights_from
+    assert entries["bicubic"]["Weights made by"] == "—"
 
 
 def _md_tables(text: str) -> list[tuple[str, list[str], list[list[str]]]]:

@@ -11,7 +11,6 @@ import csv
 import io
 import math
 import platform
-import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
@@ -120,13 +119,12 @@ def environment() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(zoo.__file__).parent,
-                                capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    from zoo.provenance import git_commit
+
+    commit = git_commit()
     if commit:
-        versions["git commit"] = f"{commit} (last commit; the working tree may hold later changes)"
+        versions["git commit"] = commit + (" (uncommitted changes in the working tree)" if commit.endswith("+dirty")
+                                           else "")
     return versions
 
 
@@ -222,7 +220,9 @@ def render_markdown(*, suite: Any, rows: Sequence[Mapping[str, str]], meta: Mapp
             eval_set.name, eval_set.protocol, clips, frames, gt_crop, info.get("lq_size", ""), seed,
             eval_set.description)) + " |")
 
-    lines += ["", "## Entries", "", "| Entry | Description | Weights | Options | Inference |", "|---|---|---|---|---|"]
+    made_by = meta.get("weights_made_by", {})
+    lines += ["", "## Entries", "", "| Entry | Description | Weights | Weights made by | Options | Inference |",
+              "|---|---|---|---|---|---|"]
     for entry in suite.entries:
         if entry.is_bicubic:
             weights = "none"
@@ -237,7 +237,7 @@ def render_markdown(*, suite: Any, rows: Sequence[Mapping[str, str]], meta: Mapp
                      f"tile_overlap={entry.tile_overlap}, dtype={entry.dtype}")
         options = ", ".join(f"{k}={v}" for k, v in entry.options.items()) or "—"
         lines.append("| " + " | ".join(_md_escape(str(x)) for x in (
-            entry.name, entry.label or "—", weights, options, inference)) + " |")
+            entry.name, entry.label or "—", weights, made_by.get(entry.name) or "—", options, inference)) + " |")
 
     lines += ["", "## Conventions and notes", ""]
     lines += [f"- {note}" for note in meta.get("metric_notes", [])]

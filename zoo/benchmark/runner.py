@@ -210,6 +210,25 @@ def _set_info(eval_set: EvalSet, clips: list[Clip] | None) -> dict[str, Any]:
     return info
 
 
+def weights_made_by(entry: Entry) -> str:
+    """How an entry's weights were made: the training command and commit a zoo checkpoint records
+    (``checkpoint['vsrzoo']['made_by']``, :mod:`zoo.provenance`), else the suite's ``weights_from``, else ''."""
+    from zoo.weights import checkpoint_info
+
+    if entry.is_bicubic or entry.is_random:
+        return "not trained" if entry.is_random else ""
+    path = Path(str(entry.weights))
+    if path.is_file() and path.suffix == ".ckpt":
+        try:
+            ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+        except Exception:  # noqa: BLE001 - an unreadable file is reported by the loader itself
+            ckpt = None
+        made_by = checkpoint_info(ckpt).get("made_by") if ckpt is not None else None
+        if isinstance(made_by, dict) and made_by.get("command"):
+            return f"`{made_by['command']}` at commit {made_by.get('commit') or 'unknown'}"
+    return entry.weights_from
+
+
 def _base_row(eval_set: EvalSet, entry: Entry) -> dict[str, Any]:
     return {"set": eval_set.name, "protocol": eval_set.protocol, "entry": entry.name, "label": entry.label,
             "weights": entry.describe_weights()}
@@ -364,6 +383,7 @@ def run_suite(
         "notes": notes,
         "metric_notes": _metric_notes(suite, lpips_note),
         "set_info": {s.name: _set_info(s, clips[s.name]) for s in suite.sets},
+        "weights_made_by": {e.name: weights_made_by(e) for e in suite.entries},
     }
     if output_dir is not None:
         result.csv_path, result.md_path = write_report(suite=suite, rows=result.rows, meta=result.meta,

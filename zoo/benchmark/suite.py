@@ -149,6 +149,10 @@ class Entry:
             family's ``variants`` in its ``spec.py``); None: full size.
         options: keyword overrides of :func:`zoo.hub.load_pretrained` (e.g. ``dynamic_refine_thres``).
         label: human description for the leaderboard (say where the weights come from).
+        weights_from: how the weights were made, for files that do not record it (official releases, files made
+            elsewhere): e.g. ``"official release (authors' training on REDS)"``. Checkpoints written by the zoo's
+            systems carry their training command and commit (``checkpoint['vsrzoo']['made_by']``), which the
+            leaderboard prints instead.
         chunk_frames, overlap, tile, tile_overlap: :func:`zoo.inference.upscale_tensor` options.
         dtype: one of :data:`DTYPES`.
     """
@@ -160,6 +164,7 @@ class Entry:
     variant: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
+    weights_from: str = ""
     chunk_frames: int | None = None
     overlap: int = 0
     tile: int | None = None
@@ -409,12 +414,13 @@ def _parse_entry(data: Any, where: str, suite_dir: Path | None) -> Entry:
         raise ConfigError(f"{where}.tile_overlap={tile_overlap} must be in [0, tile={tile})")
     options = _typed(raw.get("options") or {}, (Mapping,), f"{where}.options")
     label = _typed(raw.get("label", ""), (str,), f"{where}.label")
+    weights_from = _typed(raw.get("weights_from", ""), (str,), f"{where}.weights_from")
     if not family and net is not None:  # zoo.models.<family>.net.Class -> <family>
         parts = str(net["class_path"]).split(".")
         family = parts[2] if len(parts) > 3 and parts[:2] == ["zoo", "models"] else parts[-1]
     return Entry(name=name, family=family or "custom", weights=weights, net=net, variant=variant,
-                 options=dict(options), label=label, chunk_frames=chunk_frames, overlap=overlap, tile=tile,
-                 tile_overlap=tile_overlap, dtype=dtype)
+                 options=dict(options), label=label, weights_from=weights_from, chunk_frames=chunk_frames,
+                 overlap=overlap, tile=tile, tile_overlap=tile_overlap, dtype=dtype)
 
 
 def parse_suite(data: Mapping[str, Any], *, name: str, path: Path | None = None, sha256: str = "") -> Suite:

@@ -21,6 +21,7 @@ from torchvision.utils import make_grid
 from zoo.data.degradations import bicubic_upsample
 from zoo.inference import upscale_tensor
 from zoo.metrics import VideoMetrics
+from zoo.provenance import provenance
 from zoo.weights import CHECKPOINT_INFO
 
 
@@ -155,8 +156,11 @@ class VSRSystem(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the family under ``checkpoint['vsrzoo']``."""
-        checkpoint.setdefault(CHECKPOINT_INFO, {})["family"] = self.family
+        """Record the family and where the checkpoint came from (:func:`zoo.provenance.provenance`: the training
+        command and the code's commit) under ``checkpoint['vsrzoo']``."""
+        info = checkpoint.setdefault(CHECKPOINT_INFO, {})
+        info["family"] = self.family
+        info["made_by"] = provenance()
 
     # ------------------------------------------------------------------ inference
     @property
