@@ -54,11 +54,13 @@ def _unfreeze_zero_init(net: torch.nn.Module) -> None:
             torch.nn.init.normal_(module.attn.proj.weight, std=0.02)
 
 
-def _manual_low_pass(x: torch.Tensor) -> torch.Tensor:
-    """[1, 2, 1] / 4 binomial blur (outer product), reflect padding 1, depthwise: written out independently."""
-    taps = torch.tensor([1.0, 2.0, 1.0]) / 4.0
-    kernel = (taps[:, None] * taps[None, :]).expand(x.shape[1], 1, 3, 3)
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel, groups=x.shape[1])
+def _manual_low_pass(x: torch.Tensor, size: int = 5) -> torch.Tensor:
+    """Binomial blur ([1, 2, 1] / 4 or the paper's [1, 4, 6, 4, 1] / 16, outer product), reflect padding, depthwise:
+    written out independently."""
+    taps = {3: torch.tensor([1.0, 2.0, 1.0]) / 4.0, 5: torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0}[size]
+    kernel = (taps[:, None] * taps[None, :]).expand(x.shape[1], 1, size, size)
+    pad = size // 2
+    return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), kernel, groups=x.shape[1])
 
 
 @pytest.mark.parametrize("switches", COMBINATIONS, ids=lambda s: "-".join(k[:4] for k, v in s.items() if v) or "none")
@@ -136,11 +138,12 @@ def test_checkpoint_rebuild_from_init_args():
         torch.testing.assert_close(rebuilt(lq), net(lq))
 
 
-def test_blurpool_is_the_subsampled_low_pass():
+@pytest.mark.parametrize("size", [3, 5])
+def test_blurpool_is_the_subsampled_low_pass(size):
     x = torch.rand(2, 4, 16, 12)
-    pool = Downsample2d(in_channels=4, out_channels=4, blurpool=True).pool
-    torch.testing.assert_close(pool(x), LowPass2d()(x)[..., ::2, ::2], rtol=0, atol=1e-6)
-    torch.testing.assert_close(LowPass2d()(x), _manual_low_pass(x), rtol=0, atol=1e-6)
+    pool = Downsample2d(in_channels=4, out_channels=4, blurpool=True, filter_size=size).pool
+    torch.testing.assert_close(pool(x), LowPass2d(filter_size=size)(x)[..., ::2, ::2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(LowPass2d(filter_size=size)(x), _manual_low_pass(x, size), rtol=0, atol=1e-6)
 
 
 def test_blurpool_makes_encoder_features_more_shift_stable(sample_frames):

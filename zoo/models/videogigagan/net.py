@@ -344,7 +344,7 @@ class VideoGigaGANNet(nn.Module):
         drop_path_rate: float = 0.0,
         propagation_channels: int = 64,
         num_propagation_blocks: int = 10,
-        blur_filter_size: int = 3,
+        blur_filter_size: int = 5,
         spynet_pretrained: str | None = None,
         freeze_spynet: bool = True,
     ) -> None:
