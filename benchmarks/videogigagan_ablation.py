@@ -49,7 +49,8 @@ ROW_LABELS = {
     "4_blurpool": "+ BlurPool",
     "5_hf_shuttle": "+ HF shuttle (full)",
 }
-#: Paper Table 1 (REDS4), LPIPS / E*warp x1e-3, as summarised in /work/shared/PARADIGMS.md section 2.
+#: Paper Table 1 (REDS4 x4), LPIPS / E*warp^ref x1e-3 per cumulative row. Taken from a secondary summary of the
+#: paper (not checked against the PDF); the report says so next to the column.
 PAPER = {
     "1_per_frame": (0.2031, 2.497),
     "2_temporal_attention": (0.2029, 2.462),
@@ -335,7 +336,7 @@ def write_report(path: Path, results: dict, args: argparse.Namespace) -> None:
         "",
         "| row | G params (no SPyNet) | train time | train Charbonnier x10 (last 10 logs) | PSNR-Y | SSIM-Y | "
         "E*warp x1e-3 (SR flow) | E*warp x1e-3 (GT flow) | tOF | mean abs(SR - bicubic) x1e-3 | "
-        "paper LPIPS / E*warp |",
+        "paper LPIPS / E*warp (REDS4, Table 1, from a secondary summary) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     names = [r for r in ROWS if r in rows] + [r for r in rows if "@" in r]
