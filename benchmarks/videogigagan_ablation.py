@@ -146,11 +146,18 @@ def distil_spynet(out_path: Path, *, steps: int, seed: int, eval_frames: list[to
 
 
 # ------------------------------------------------------------------------------------------------ training
+def _relative(path: Path) -> Path:
+    """``path`` relative to the project root when it lies inside it (commands run there and are printed as a
+    clone would type them), else absolute."""
+    path = Path(path).resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def train_command(row: str, args: argparse.Namespace, spynet: Path | None, seed: int, version: str) -> list[str]:
     """The exact ``lightning fit`` command line of a row."""
-    out = args.out_dir.resolve()
+    out = _relative(args.out_dir)
     command = [
-        str(ROOT / ".venv" / "bin" / "lightning"), "fit",
+        ".venv/bin/lightning", "fit",
         "--config", "zoo/videogigagan.yaml",
         "--config", f"configs/videogigagan/ablation_{row}.yaml",
         "--config", "configs/videogigagan/cpu_small.yaml",
@@ -175,7 +182,7 @@ def train_command(row: str, args: argparse.Namespace, spynet: Path | None, seed:
         f"--data.init_args.samples_per_epoch={args.iterations}",
     ]
     if spynet is not None and row not in ("1_per_frame", "2_temporal_attention"):
-        command.append(f"--model.init_args.net.init_args.spynet_pretrained={spynet}")
+        command.append(f"--model.init_args.net.init_args.spynet_pretrained={_relative(spynet)}")
     return command
 
 
@@ -452,9 +459,9 @@ def write_report(path: Path, results: dict, args: argparse.Namespace) -> None:
         "## Commands",
         "",
         "```",
-        "cd /work/main",
-        shlex.join([sys.executable, "benchmarks/videogigagan_ablation.py", *results["argv"]]),
-        *([shlex.join([sys.executable, "benchmarks/videogigagan_ablation.py", *results["reevaluated_with"]])
+        "# from the project root",
+        shlex.join([".venv/bin/python", "benchmarks/videogigagan_ablation.py", *results["argv"]]),
+        *([shlex.join([".venv/bin/python", "benchmarks/videogigagan_ablation.py", *results["reevaluated_with"]])
            + "   # evaluation re-run on the same checkpoints"] if "reevaluated_with" in results else []),
         "```",
         "",
