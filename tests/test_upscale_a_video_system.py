@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from zoo.cli import lightning_main
 from zoo.errors import ConfigError, WeightsError
 from zoo.hub import family, load_pretrained
 from zoo.models.upscale_a_video.sampling import SamplingOptions
@@ -38,19 +37,6 @@ def _batch(t: int = 4, h: int = 16, w: int = 16, seed: int = 0) -> dict:
     gt = torch.rand(1, t, 3, 4 * h, 4 * w, generator=g)
     lq = rearrange(F.avg_pool2d(rearrange(gt, "b t c h w -> (b t) c h w"), 4), "(b t) c h w -> b t c h w", b=1)
     return {"lq": lq, "gt": gt, "key": ["clip"]}
-
-
-def _run_cli(monkeypatch, *args: str) -> int:  # noqa: ANN001
-    monkeypatch.chdir(ROOT)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return lightning_main(["fit", *args, "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false",
-                               "--trainer.enable_model_summary=false"])
-
-
-def test_recipe_fast_dev_run_with_tiny_override(monkeypatch):
-    assert _run_cli(monkeypatch, "--config", "zoo/upscale_a_video.yaml",
-                    "--config", "configs/upscale_a_video/tiny_cpu.yaml") == 0
 
 
 @pytest.mark.parametrize("recipe", ["zoo/upscale_a_video.yaml", "configs/upscale_a_video/vae_finetune.yaml"])

@@ -20,23 +20,23 @@ is the official file. The same files are byte-identical in the ``mmedit==0.16.1`
 Pinned versions (what the committed record was made with): mmcv 1.7.2 (pure Python, built without ops), addict
 2.4.0, yapf 0.43.0, torch 2.15.0 (CPU, the project's venv), Python 3.11.
 
-Setup (outside the project tree)::
+Setup (outside the project tree; ``PARITY_ENV`` is any folder outside it)::
 
     # official sources at the commit
     git clone https://github.com/open-mmlab/mmagic && cd mmagic
-    mkdir -p /work/parity_env/official_6f2f3ae
-    git archive 6f2f3ae2ad3e365f94bbf19c01a1d1056dad3895 mmedit | tar -x -C /work/parity_env/official_6f2f3ae
+    mkdir -p $PARITY_ENV/official_6f2f3ae
+    git archive 6f2f3ae2ad3e365f94bbf19c01a1d1056dad3895 mmedit | tar -x -C $PARITY_ENV/official_6f2f3ae
     # (or: pip download --no-deps mmedit==0.16.1 and unzip the wheel into that folder)
     # mmcv 1.x without ops; its setup.py needs pkg_resources, hence an old setuptools in a build venv
-    python3 -m venv /work/parity_env/buildvenv
-    /work/parity_env/buildvenv/bin/pip install "setuptools<70" wheel numpy
-    MMCV_WITH_OPS=0 /work/parity_env/buildvenv/bin/pip install --target /work/parity_env/rbvsr --no-deps \\
+    python3 -m venv $PARITY_ENV/buildvenv
+    $PARITY_ENV/buildvenv/bin/pip install "setuptools<70" wheel numpy
+    MMCV_WITH_OPS=0 $PARITY_ENV/buildvenv/bin/pip install --target $PARITY_ENV/rbvsr --no-deps \\
         --no-build-isolation mmcv==1.7.2 addict==2.4.0 yapf==0.43.0
 
-Run from the project root (about a minute on 2 CPU cores)::
+Run from the project root (about 35 s on 2 CPU cores)::
 
     .venv/bin/python benchmarks/parity/realbasicvsr_official.py \\
-        --official-src /work/parity_env/official_6f2f3ae --mmcv-env /work/parity_env/rbvsr [--force]
+        --official-src $PARITY_ENV/official_6f2f3ae --mmcv-env $PARITY_ENV/rbvsr [--force]
 
 The official part runs in a separate Python process (this file with ``--worker``, ``PYTHONPATH`` = the mmcv
 target folder + the scratch package; it does not import ``zoo``). It
