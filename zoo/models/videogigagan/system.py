@@ -1,8 +1,9 @@
 """VideoGigaGAN training system (Xu et al., "VideoGigaGAN: Towards Detail-rich Video Super-Resolution", ECCV 2024).
 
 One LightningModule with manual optimisation: per step one generator update, the generator EMA update, and one
-discriminator update (with a lazy R1 penalty). The paper has no official code; the loss recipe is its Sec. 4
-(implementation details) as summarised in ``/work/shared/PARADIGMS.md`` section 2:
+discriminator update (with a lazy R1 penalty). The paper has no official code. The optimiser and learning rate
+are from its supplementary material; the loss weights are those secondary summaries of the paper give (we could not
+check them in the paper's text, see the family README):
 
 * generator: ``10 * Charbonnier(sr, gt) + 5 * LPIPS(sr, gt) + 0.05 * non-saturating GAN``, every term computed per
   frame and averaged over frames (all frames have the same size, so the mean over ``b t c h w`` is the mean of the
@@ -12,8 +13,8 @@ discriminator update (with a lazy R1 penalty). The paper has no official code; t
   (Mescheder et al., ICML 2018) with ``gamma = 0.2048``: ``gamma / 2 * E[||grad_x D(x)||^2]`` on real clips. It is
   applied lazily (StyleGAN2, Karras et al. CVPR 2020, Appendix B "lazy regularization"): every ``r1_interval``-th
   discriminator step, multiplied by ``r1_interval``;
-* Adam, learning rate 5e-5 for both networks (paper); betas (0, 0.99) as StyleGAN2/GigaGAN (our choice: the paper
-  states only the learning rate); generator EMA (decay 0.999, our choice), used for validation and export.
+* Adam, fixed learning rate 5e-5 (paper, supplementary), for both networks (our choice for D); betas (0, 0.99) as
+  StyleGAN2/GigaGAN (our choice: the paper states only the learning rate); generator EMA (decay 0.999, our choice), used for validation and export.
 
 Long clips. The paper computes the flow-guided propagation features of the whole video first and then runs the
 U-Net chunk by chunk. :meth:`VideoGigaGAN.forward` (what the base system's chunked path calls per chunk) runs
