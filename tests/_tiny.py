@@ -43,3 +43,16 @@ def fit_recipe(args: list[str], root: object) -> tuple[object, object]:
     made_by = torch.load(last, map_location="cpu", weights_only=False)["vsrzoo"]["made_by"]
     assert made_by["command"] and set(made_by) == {"command", "commit", "date"}, made_by  # zoo.provenance
     return cli, last
+
+
+def load_script(relative: str):  # noqa: ANN201 - a module
+    """Import a project script by its path relative to the project root (the parity and golden recorders under
+    ``benchmarks/parity/``, whose functions rebuild the recorded weights and inputs)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -20,11 +20,11 @@ of order 1). The runs cover a batch of two 64x64 clips with 1, 2 and 3 cleaning 
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from _tiny import load_script
 
 from zoo.hub import load_pretrained
 from zoo.layers.discriminators import UNetDiscriminatorSN
@@ -43,9 +43,7 @@ SENSITIVITY = 100 * TOLERANCE
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """The official-format checkpoint, regenerated from the seeds (SHA-256 of its tensors checked)."""
-    spec = importlib.util.spec_from_file_location("rbvsr_parity", ROOT / "benchmarks/parity/realbasicvsr_official.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("benchmarks/parity/realbasicvsr_official.py")
     return script.regenerate_checkpoint(RECORD["meta"], tmp_path_factory.mktemp("rbvsr") / "RealBasicVSR_x4.pth")
 
 

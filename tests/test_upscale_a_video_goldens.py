@@ -13,22 +13,19 @@ from the seed and their first frame (a clip starting at frame 0 draws what the s
 """
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from _tiny import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDENS = torch.load(ROOT / "tests" / "data" / "upscale_a_video_goldens.pt")
 
 
-def _recorder():  # noqa: ANN202 - the module that wrote the goldens (inputs, folder layout, options)
-    spec = importlib.util.spec_from_file_location("uav_goldens", ROOT / "benchmarks/parity/upscale_a_video_port_goldens.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _recorder():  # noqa: ANN202 - the recorder module
+    return load_script("benchmarks/parity/upscale_a_video_port_goldens.py")
 
 
 @pytest.fixture(scope="module")

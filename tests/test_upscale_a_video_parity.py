@@ -12,23 +12,20 @@ Criterion: max abs error <= 1e-4 x the largest absolute official output (float32
 """
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from _tiny import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = torch.load(ROOT / "tests" / "data" / "parity" / "upscale_a_video_official.pt")
 TOLERANCE = 1e-4
 
 
-def _script():  # noqa: ANN202 - the recorder (folder writer, digests)
-    spec = importlib.util.spec_from_file_location("uav_parity", ROOT / "benchmarks/parity/upscale_a_video_official.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _script():  # noqa: ANN202 - the recorder module
+    return load_script("benchmarks/parity/upscale_a_video_official.py")
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ __all__ = [
     "add_poisson_noise",
     "bicubic_downsample",
     "bicubic_upsample",
+    "check_gt_clip",
     "matlab_imresize",
     "filter_frames",
     "jpeg_compress",
@@ -281,6 +282,23 @@ def bicubic_upsample(lq: torch.Tensor, scale: int) -> torch.Tensor:
         MATLAB's ``uint8`` output).
     """
     return matlab_imresize(lq, scale).clamp_(0.0, 1.0)
+
+
+def check_gt_clip(gt: torch.Tensor, scale: int) -> tuple[int, int]:
+    """Check a GT clip given to a degradation: shape ``(t, 3, H, W)`` with H and W divisible by ``scale``.
+
+    Returns:
+        ``(H, W)``.
+
+    Raises:
+        InputError: wrong shape, or a size not divisible by ``scale``.
+    """
+    if gt.ndim != 4 or gt.shape[1] != 3:
+        raise InputError(f"degradation expects a GT clip of shape (t, 3, H, W), got {tuple(gt.shape)}")
+    height, width = gt.shape[-2:]
+    if height % scale or width % scale:
+        raise InputError(f"GT size {width}x{height} is not divisible by scale {scale}")
+    return int(height), int(width)
 
 
 def bicubic_downsample(x: torch.Tensor, scale: int, *, quantize_8bit: bool = True) -> torch.Tensor:

@@ -54,6 +54,7 @@ from zoo.data.degradations.ops import (
     add_gaussian_noise,
     add_poisson_noise,
     bicubic_downsample,
+    check_gt_clip,
     filter_frames,
     jpeg_compress,
     quantize,
@@ -446,11 +447,7 @@ class RealESRGANDegradation:
         Raises:
             InputError: wrong shape, or a size not divisible by ``scale``.
         """
-        if gt.ndim != 4 or gt.shape[1] != 3:
-            raise InputError(f"degradation expects a GT clip of shape (t, 3, H, W), got {tuple(gt.shape)}")
-        height, width = gt.shape[-2:]
-        if height % self.scale or width % self.scale:
-            raise InputError(f"GT size {width}x{height} is not divisible by scale {self.scale}")
+        height, width = check_gt_clip(gt, self.scale)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         params = self.sample_params(gt.shape[0], np.random.default_rng(seed))
         with torch.no_grad():

@@ -65,7 +65,8 @@ from basicsr.utils.img_process_util import usm_sharp as basicsr_usm_sharp
 from einops import rearrange
 
 from zoo.data.degradations.compression import VIDEO_CODECS, encode_decode
-from zoo.errors import ConfigError, InputError
+from zoo.data.degradations.ops import check_gt_clip
+from zoo.errors import ConfigError
 
 __all__ = ["OFFICIAL_TABLE", "OPERATIONS", "RealBasicVSRDegradation"]
 
@@ -388,11 +389,7 @@ class RealBasicVSRDegradation:
         Raises:
             InputError: wrong shape, or a size not divisible by ``scale``.
         """
-        if gt.ndim != 4 or gt.shape[1] != 3:
-            raise InputError(f"degradation expects a GT clip of shape (t, 3, H, W), got {tuple(gt.shape)}")
-        height, width = gt.shape[-2:]
-        if height % self.scale or width % self.scale:
-            raise InputError(f"GT size {width}x{height} is not divisible by scale {self.scale}")
+        height, width = check_gt_clip(gt, self.scale)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         levels = rearrange(gt.detach().float().cpu().clamp(0, 1) * 255.0, "t c h w -> t h w c").round().numpy()
         frames = [np.ascontiguousarray(frame) for frame in levels]
