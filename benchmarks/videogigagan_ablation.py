@@ -40,6 +40,8 @@ from pathlib import Path
 
 import torch
 
+from zoo.provenance import git_commit
+
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ["1_per_frame", "2_temporal_attention", "3_flow_propagation", "4_blurpool", "5_hf_shuttle"]
 ROW_LABELS = {
@@ -293,6 +295,20 @@ def _direction(name: str, before: float, after: float, lower_is_better: bool = T
            f"{'the paper direction' if better else 'against the paper direction'})"
 
 
+def _commits(rows: dict, names: list[str]) -> str:
+    """The commits the rows' checkpoints record (``checkpoint['vsrzoo']['made_by']``, :mod:`zoo.provenance`)."""
+    commits = {}
+    for name in names:
+        ckpt = Path(rows[name]["ckpt"])
+        made_by = {}
+        if ckpt.is_file():
+            made_by = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=False).get("vsrzoo", {}).get(
+                "made_by", {})
+        commits.setdefault(made_by.get("commit") or "not recorded", []).append(name.split("_")[0])
+    return "the rows' checkpoints were trained at commit " + ", ".join(
+        f"{commit} (rows {', '.join(rows_)})" if len(commits) > 1 else commit for commit, rows_ in commits.items())
+
+
 def write_report(path: Path, results: dict, args: argparse.Namespace) -> None:
     """Write the markdown report from ``results`` (all numbers come from this run)."""
     rows = results["rows"]
@@ -457,6 +473,9 @@ def write_report(path: Path, results: dict, args: argparse.Namespace) -> None:
         f"{args.iterations} iterations; one seed per row (plus the repeat).",
         "",
         "## Commands",
+        "",
+        "Code: " + _commits(rows, names) + "; the report itself was written at commit "
+        + (git_commit() or "unknown") + ".",
         "",
         "```",
         "# from the project root",
