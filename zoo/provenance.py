@@ -33,13 +33,19 @@ def git_commit(root: str | Path = _PROJECT) -> str:
 
 
 def run_command(argv: list[str] | None = None) -> str:
-    """The command line of this process as a user would type it (``lightning fit --config ...``)."""
+    """The command line of this process as a user would type it: ``lightning fit --config ...`` for a console
+    script, ``python -m <package> ...`` for ``python -m`` (``sys.argv[0]`` is then the package's ``__main__.py``)."""
     argv = list(sys.argv if argv is None else argv)
-    if argv:
-        argv[0] = Path(argv[0]).name
-        if argv[0] in ("__main__.py", "-m"):
-            argv[0] = "python -m zoo"
-    return shlex.join(argv)
+    if not argv:
+        return ""
+    program = Path(argv[0])
+    if program.name == "__main__.py":
+        head = f"python -m {program.parent.name}"
+    elif program.suffix == ".py":
+        head = shlex.join(["python", argv[0]])
+    else:
+        head = shlex.quote(program.name)
+    return " ".join([head, shlex.join(argv[1:])]).strip()
 
 
 def provenance() -> dict[str, str]:
