@@ -167,7 +167,8 @@ def worker(spec: dict) -> dict:
     cuda = device.type == "cuda"
     with tempfile.TemporaryDirectory(prefix="uav_sampling_") as tmp:
         tmp = Path(tmp)
-        lq_dir = make_lq_clip(Path(spec["input"]), tmp / "lq", frames=spec["frames"], height=spec["height"],
+        source = Path(spec["input"])  # recorded as given; relative defaults are relative to the project root
+        lq_dir = make_lq_clip(source if source.exists() else ROOT / source, tmp / "lq", frames=spec["frames"], height=spec["height"],
                               width=spec["width"])
         started = time.perf_counter()
         pipeline = build_pipeline(tmp / "tokenizer", tiny=spec.get("tiny", False))
@@ -288,7 +289,7 @@ def write_markdown(path: Path, results: list[dict], *, command: str) -> None:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", default=str(ROOT / "zoo/assets/sample/demo_000"), help="real clip (folder or video)")
+    p.add_argument("--input", default="zoo/assets/sample/demo_000", help="real clip (folder or video)")
     p.add_argument("--size", default="180x320", help="LQ HxW (default 180x320 -> 720x1280)")
     p.add_argument("--frames", type=int, nargs="+", default=[8], help="clip lengths, one measurement each")
     p.add_argument("--steps", type=int, default=OFFICIAL_STEPS, help="DDIM steps run (official 30)")

@@ -19,7 +19,10 @@ _PROJECT = Path(__file__).resolve().parent.parent
 
 def git_commit(root: str | Path = _PROJECT) -> str:
     """Short hash of ``HEAD`` of the checkout holding the code, with ``+dirty`` when tracked files differ from it;
-    empty when the code does not run from a git checkout (an installed package) or git is missing."""
+    empty when the code does not run from a git checkout (an installed package, even one inside another
+    repository's virtual environment) or git is missing."""
+    if not (Path(root) / ".git").exists():
+        return ""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10, check=False).stdout.strip()

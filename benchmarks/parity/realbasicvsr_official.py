@@ -59,7 +59,9 @@ target folder + the scratch package; it does not import ``zoo``). It
    generator; a 70x93 3-frame clip (threshold 5, the mmediting test value); a mirror-extended 4-frame clip
    (``f0 f1 f1 f0``, the forward flows are not recomputed); and the discriminator on two 48x64 crops of
    full-resolution frames, in eval mode and for one training-mode forward (one power iteration);
-4. stores into ``tests/data/parity/realbasicvsr_official.pt`` (about 0.7 MB) the inputs, the output at every 7th row and column
+4. writes the key names and shapes of the full-size official networks (the released configuration) to
+   ``tests/data/realbasicvsr_official_keys.json`` (used by ``tests/test_convert.py``);
+5. stores into ``tests/data/parity/realbasicvsr_official.pt`` (about 0.7 MB) the inputs, the output at every 7th row and column
    plus the last ones (7 is prime to the x4 pixel-shuffle period, so every sub-pixel phase is covered; the full
    outputs would be several MB), the cleaned LQ at every 3rd row and column plus the last ones, per-frame means of
    the full outputs, the discriminator outputs in full, the pass counts and this metadata.
@@ -121,6 +123,13 @@ GLUE = {
 }
 
 GENERATOR = dict(mid_channels=8, num_propagation_blocks=2, num_cleaning_blocks=2)
+#: The released network's configuration (``RealBasicVSR_x4.pth``), whose key names and shapes are recorded in
+#: :data:`KEYS_FILE` for ``tests/test_convert.py``.
+FULL_GENERATOR = dict(mid_channels=64, num_propagation_blocks=20, num_cleaning_blocks=20)
+KEYS_FILE = ROOT / "tests" / "data" / "realbasicvsr_official_keys.json"
+#: Top-level key prefixes of the released file's ``state_dict`` (its training wrapper also saves the perceptual
+#: loss's VGG).
+RELEASED_PREFIXES = ["generator.", "generator_ema.", "discriminator.", "perceptual_loss.", "step_counter"]
 DISCRIMINATOR = dict(in_channels=3, mid_channels=4, skip_connection=True)
 #: Seeds of :func:`random_official_weights` per component, and of nothing else (the inputs are real frames).
 #: ``generator_ema``'s seed was chosen among 2..39 because its cleaning residue decreases from pass to pass
@@ -328,6 +337,10 @@ def worker(inputs_file: Path, out_dir: Path) -> None:
         disc.train()
         results["disc_train"] = disc(x.clone())
         results["disc_train_weight_u"] = {k: v.clone() for k, v in disc.state_dict().items() if k.endswith("_u")}
+    full_generator = RealBasicVSRNet(**FULL_GENERATOR)
+    full_disc = UNetDiscriminatorWithSpectralNorm(3, 64, True)
+    results["full_size_keys"] = {"generator": {k: list(v.shape) for k, v in full_generator.state_dict().items()},
+                                 "discriminator": {k: list(v.shape) for k, v in full_disc.state_dict().items()}}
     results["imported"] = sorted(m for m in sys.modules if m == "zoo" or m.startswith("zoo."))
     torch.save(results, out_dir / "official_outputs.pt")
 
@@ -438,6 +451,12 @@ def record(official_src: Path, mmcv_env: Path) -> dict:
         stored_values={k: v.clone() for k, v in ckpt["state_dict"].items() if stored_key(k)},
         state_sha256=state_digest(ckpt["state_dict"]),
         script="benchmarks/parity/realbasicvsr_official.py")
+    keys = {"source": f"mmediting 0.x ({OFFICIAL_REPO}, commit {OFFICIAL_COMMIT}): "
+                      f"RealBasicVSRNet({', '.join(f'{k}={v}' for k, v in FULL_GENERATOR.items())}) and "
+                      "UNetDiscriminatorWithSpectralNorm(in_channels=3, mid_channels=64).state_dict() key -> shape; "
+                      "written by benchmarks/parity/realbasicvsr_official.py",
+            "checkpoint_prefixes": RELEASED_PREFIXES, **official["full_size_keys"]}
+    KEYS_FILE.write_text(json.dumps(keys, indent=1) + "\n")
     return dict(meta=meta, clips=inputs["clips"], runs=runs,
                 discriminator=dict(input=inputs["disc_input"], eval=official["disc_eval"],
                                    train=official["disc_train"], train_weight_u=official["disc_train_weight_u"]))

@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {"official": OFFICIAL, "pinned": PINNED, "official_process": {k: v for k, v in official.items()
                                                                                if not isinstance(v, torch.Tensor)},
                  "weight_seeds": dict(recorder.WEIGHT_SEEDS), "weight_sha256": digests,
-                 "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
+                 "command": "python benchmarks/parity/upscale_a_video_official.py --official-src <checkout of "
+                            "sczhou/Upscale-A-Video at the commit> --official-env <pip --target folder of the pins>",
                  "scaling_factor": scaling["vae_3d"], "raft_iters": RAFT_ITERS},
     }
     output = Path(args.output)
