@@ -124,6 +124,24 @@ class FamilySpec:
         return {key: (dict(value) if isinstance(value, Mapping) else value)
                 for key, value in self.variants[name].items()}
 
+    def split_sampling(self, overrides: dict[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Pop the sampling options (:attr:`sampling_options` names and ``extra``) out of a loader's ``overrides``.
+
+        Returns:
+            The popped ``{name: value}``; ``overrides`` keeps the loader options.
+        """
+        names = {option.name for option in self.sampling_options} | set(extra)
+        return {k: overrides.pop(k) for k in list(overrides) if k in names}
+
+    def check_variant(self, variant: str | None, path: object) -> None:
+        """Refuse a named variant together with weights (variants size random networks only).
+
+        Raises:
+            ConfigError: both given.
+        """
+        if variant is not None and path is not None:
+            raise ConfigError(f"variant={variant!r} sizes random networks; weights ({path}) fix their own sizes")
+
     def accepted_weights(self) -> str:
         """The weight forms as one phrase for messages."""
         return "; ".join(self.weight_forms)

@@ -195,25 +195,60 @@ def write_sd_x4_folder(folder: str | Path, *, unet: dict | None = None, vae: dic
     Returns:
         ``folder`` as a Path.
     """
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import DDIMScheduler, DDPMScheduler
 
     folder = Path(folder)
-    torch.manual_seed(seed)
-    unet_config = {**SD_X4_UNET, **(unet or {})}
-    unet_config["only_cross_attention"] = list(unet_config["only_cross_attention"])
-    UNet2DConditionModel(**unet_config).save_pretrained(folder / "unet")
     vae_config = {**SD_X4_VAE, **(vae or {})}
     levels = len(vae_config["block_out_channels"])
-    AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
-                  scaling_factor=0.08333, **vae_config).save_pretrained(folder / "vae")
-    CLIPTextModel(CLIPTextConfig(**{**SD_X4_TEXT_ENCODER, **(text_encoder or {})})).save_pretrained(
-        folder / "text_encoder")
-    write_clip_tokenizer(folder / "tokenizer", words="abcdefghijklmnopqrstuvwxyz,")
+    _write_components(folder, unet={**SD_X4_UNET, **(unet or {})},
+                      vae=dict(down_block_types=("DownEncoderBlock2D",) * levels,
+                               up_block_types=("UpDecoderBlock2D",) * levels, scaling_factor=0.08333, **vae_config),
+                      text_encoder={**SD_X4_TEXT_ENCODER, **(text_encoder or {})}, seed=seed)
     DDIMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear",
                   prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False,
                   steps_offset=1).save_config(folder / "scheduler")
     DDPMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
                   beta_schedule="scaled_linear").save_config(folder / "low_res_scheduler")
+    return folder
+
+
+def _write_components(folder: Path, *, unet: dict, vae: dict, text_encoder: dict, seed: int) -> None:
+    """``unet/``, ``vae/``, ``text_encoder/`` (random weights, seeded) and ``tokenizer/`` (a small local vocabulary,
+    77 padded tokens) of a diffusers pipeline folder."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = dict(unet)
+    if "only_cross_attention" in unet and not isinstance(unet["only_cross_attention"], bool):
+        unet["only_cross_attention"] = list(unet["only_cross_attention"])
+    UNet2DConditionModel(**unet).save_pretrained(folder / "unet")
+    AutoencoderKL(**vae).save_pretrained(folder / "vae")
+    CLIPTextModel(CLIPTextConfig(**text_encoder)).save_pretrained(folder / "text_encoder")
+    write_clip_tokenizer(folder / "tokenizer", words="abcdefghijklmnopqrstuvwxyz,")
+
+
+def write_sd_base_folder(folder: str | Path, *, unet: dict | None = None, vae: dict | None = None,
+                         text_encoder: dict | None = None, seed: int = 0) -> Path:
+    """Write a diffusers ``stabilityai/stable-diffusion-2-1-base``-layout folder with RANDOM weights (tests, timing).
+
+    ``unet/``, ``vae/`` (8x, scaling factor 0.18215), ``text_encoder/`` + ``tokenizer/`` (a small local vocabulary:
+    77 padded tokens like the real one) and ``scheduler/`` (SD 2.1-base's PNDM configuration: scaled-linear betas
+    0.00085 -> 0.012, epsilon), from :mod:`zoo.diffusion.bases` updated with ``unet`` / ``vae`` / ``text_encoder``
+    (e.g. a family's tiny variant).
+
+    Returns:
+        ``folder`` as a Path.
+    """
+    from diffusers import PNDMScheduler
+
+    from zoo.diffusion.bases import SD21_BASE_TEXT_ENCODER, SD21_BASE_UNET, SD21_BASE_VAE
+
+    folder = Path(folder)
+    _write_components(folder, unet={**SD21_BASE_UNET, **(unet or {})}, vae={**SD21_BASE_VAE, **(vae or {})},
+                      text_encoder={**SD21_BASE_TEXT_ENCODER, **(text_encoder or {})}, seed=seed)
+    PNDMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                  prediction_type="epsilon", skip_prk_steps=True, set_alpha_to_one=False,
+                  steps_offset=1).save_config(folder / "scheduler")
     return folder

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from zoo.errors import WeightsError
+from zoo.errors import ConfigError, WeightsError
 
 __all__ = ["CHECKPOINT_INFO", "LIGHTNING_EMA_PREFIX", "LIGHTNING_PREFIX", "KeyMap", "check_state_dict", "checkpoint_info", "hparams_of",
-           "is_lightning_checkpoint", "lightning_generator_state", "load_state", "net_kwargs_from_hparams",
+           "is_lightning_checkpoint", "lightning_generator_state", "load_state", "net_kwargs_from_hparams", "refuse_recorded",
            "plain", "read_checkpoint", "tensor_state"]
 
 #: Key of the vsrzoo section of this project's Lightning checkpoints: ``{'family': name, 'weights': 'trained' | 'all',
@@ -211,6 +211,17 @@ class KeyMap:
 def plain(value: object) -> object:
     """A jsonargparse ``Namespace`` (as Lightning may record hyper-parameters) as a dict; anything else as is."""
     return value.as_dict() if hasattr(value, "as_dict") else value
+
+
+def refuse_recorded(source: str, overrides: Mapping[str, object], recorded: tuple[str, ...]) -> None:
+    """Refuse loader overrides of what a checkpoint records (its architecture).
+
+    Raises:
+        ConfigError: naming the checkpoint and the options.
+    """
+    given = sorted(k for k in recorded if k in overrides)
+    if given:
+        raise ConfigError(f"{source}: {given} are recorded in the checkpoint and cannot be overridden")
 
 
 def checkpoint_info(ckpt: object) -> dict[str, object]:

@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from zoo.diffusion.tiles import WEIGHT_KINDS, TileAccumulator, plan_windows, tile_weights
 from zoo.errors import ConfigError
 
-__all__ = ["Step", "chunk_generator", "classifier_free_guidance", "denoise", "noise_coefficients",
+__all__ = ["SamplerUpscaler", "Step", "chunk_generator", "classifier_free_guidance", "denoise", "noise_coefficients",
            "predict_over_tiles", "split_prediction", "step_inputs"]
 
 #: Multiplier of the first frame index in :func:`chunk_generator` (a prime, so chunks of one seed do not collide).
@@ -324,3 +325,26 @@ def predict_over_tiles(
         y_w, x_w = tile_weights(plans[1:], index[1:], kind=tile_weights_kind, gaussian_sigma=gaussian_sigma)
         blend.add(spans, out, (t_w, y_w, x_w), floor=floor)
     return blend.result()
+
+
+class SamplerUpscaler(nn.Module):
+    """A diffusion pipeline with fixed sampling options as an upscaler module: ``forward(lq (b, t, 3, h, w) [0, 1])
+    -> sr (b, t, 3, s h, s w) [0, 1]``, for :func:`zoo.inference.upscale_video` and ``zoo.load_pretrained``.
+
+    Holds the pipeline (moved with ``.to(device)``) and its options (a dataclass whose fields are keywords of the
+    pipeline's ``forward``); ``scale`` is the pipeline's. ``takes_first_frame``: :mod:`zoo.inference` passes each
+    streamed chunk's first frame index, so every chunk of a video draws its own noise (:func:`chunk_generator`).
+    """
+
+    takes_first_frame = True
+
+    def __init__(self, pipeline: nn.Module, options: Any) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.options = options
+        self.scale = pipeline.scale
+
+    def forward(self, lq: torch.Tensor, first_frame: int = 0) -> torch.Tensor:
+        from dataclasses import asdict
+
+        return self.pipeline(lq, first_frame=first_frame, **asdict(self.options))

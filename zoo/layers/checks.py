@@ -24,3 +24,20 @@ def check_rgb_video(x: torch.Tensor, name: str) -> None:
         raise InputError(f"{name} must not be empty; got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise InputError(f"{name} must be a float tensor in [0, 1]; got dtype {x.dtype}")
+
+
+def sampler_input(lq: torch.Tensor) -> torch.Tensor:
+    """A diffusion sampler's LQ clip, checked and on the CPU: (b, t, 3, h, w) float in [0, 1] -> float32, clamped.
+
+    Raises:
+        InputError: not a float (b, t, 3, h, w) tensor, or values outside [0, 1] (by more than 1e-3; the message
+            suggests ``(x + 1) / 2`` for [-1, 1] input).
+    """
+    if not isinstance(lq, torch.Tensor) or lq.ndim != 5 or lq.shape[2] != 3 or not lq.is_floating_point():
+        shape = tuple(lq.shape) if isinstance(lq, torch.Tensor) else type(lq).__name__
+        raise InputError(f"lq must be a float (b, t, 3, h, w) tensor in [0, 1]; got {shape}")
+    lq = lq.detach().to("cpu", torch.float32)
+    low, high = float(lq.min()), float(lq.max())
+    if low < -1e-3 or high > 1.0 + 1e-3:
+        raise InputError(f"lq values must be in [0, 1] (got [{low:.3f}, {high:.3f}]); [-1, 1] input? use (x + 1) / 2")
+    return lq.clamp(0.0, 1.0)

@@ -42,6 +42,7 @@ from zoo.weights import (
     load_state,
     plain,
     read_checkpoint,
+    refuse_recorded,
 )
 
 __all__ = ["FOLDER_KINDS", "RANDOM_INIT_WARNING", "load_upscale_a_video", "load_upscale_a_video_pipeline",
@@ -278,9 +279,7 @@ def _pipeline_from_checkpoint(path: Path, *, pretrained: object = _UNSET, use_em
     from zoo.models.upscale_a_video.sampling import UpscaleAVideoPipeline
 
     source = str(path)
-    recorded_given = sorted(k for k in _RECORDED if k in overrides)
-    if recorded_given:
-        raise ConfigError(f"{source}: {recorded_given} are recorded in the checkpoint and cannot be overridden")
+    refuse_recorded(source, overrides, _RECORDED)
     ckpt = read_checkpoint(path)
     if not is_lightning_checkpoint(ckpt, _CHECKPOINT_PREFIXES):
         hint = ""

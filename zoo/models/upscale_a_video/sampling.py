@@ -45,9 +45,8 @@ Differences from the official code, by design:
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -55,10 +54,12 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from einops import rearrange
 from torch import nn
 
-from zoo.diffusion.sampler import Step, chunk_generator, classifier_free_guidance, denoise, predict_over_tiles
+from zoo.diffusion.sampler import SamplerUpscaler, Step, chunk_generator, classifier_free_guidance, denoise, predict_over_tiles
+from zoo.diffusion.text import TextConditioning, cross_attention_dim
 from zoo.diffusion.tiles import WEIGHT_KINDS, check_window
 from zoo.diffusion.vae import iter_decoded_chunks
 from zoo.errors import ConfigError, InputError
+from zoo.layers.checks import sampler_input
 from zoo.layers.color import COLOR_FIXES, apply_color_fix
 from zoo.layers.latent_propagation import estimate_bidirectional_flows, propagate_latents
 from zoo.models.upscale_a_video.net import UpscaleAVideoComponents
@@ -113,15 +114,7 @@ class SamplingOptions:
 torch.serialization.add_safe_globals([SamplingOptions])
 
 
-def _cross_attention_dim(unet: nn.Module) -> int:
-    """Channels of the text tokens the UNet attends to (1024 for SD x4)."""
-    for module in unet.modules():
-        if getattr(module, "is_cross_attention", False):
-            return int(module.cross_attention_dim)
-    return 1024
-
-
-class UpscaleAVideoPipeline(nn.Module):
+class UpscaleAVideoPipeline(TextConditioning, nn.Module):
     """The Upscale-A-Video sampler around :class:`~zoo.models.upscale_a_video.net.UpscaleAVideoComponents`.
 
     Registers the components' networks under the same names (``unet``, ``vae``, ``text_encoder``, ``flow_net``), so
@@ -137,6 +130,8 @@ class UpscaleAVideoPipeline(nn.Module):
         ConfigError: UNet and VAE disagree on the latent channels, or the scheduler uses thresholding / an
             unsupported prediction type.
     """
+
+    family_label = "Upscale-A-Video"
 
     def __init__(self, components: UpscaleAVideoComponents) -> None:
         super().__init__()
@@ -159,52 +154,13 @@ class UpscaleAVideoPipeline(nn.Module):
         if self.unet.conv_in.in_channels != self.latent_channels + 3:
             raise ConfigError(f"UNet input channels {self.unet.conv_in.in_channels} != VAE latent channels "
                               f"{self.latent_channels} + 3 LQ channels")
-        self.cross_attention_dim = _cross_attention_dim(self.unet)
-        self._warned_no_text = False
+        self.cross_attention_dim = cross_attention_dim(self.unet)
 
     # ------------------------------------------------------------------ properties
     @property
     def scale(self) -> int:
         """Upscaling factor: the VAE's (4); latents have the LQ resolution."""
         return int(self.vae.downscale)
-
-    @property
-    def device(self) -> torch.device:
-        """Where the UNet runs."""
-        return self.unet.conv_in.weight.device
-
-    # ------------------------------------------------------------------ text
-    def encode_prompt(self, prompt: str | Sequence[str], batch: int) -> torch.Tensor:
-        """Text tokens for the UNet's cross-attention.
-
-        Args:
-            prompt: one string for the whole batch, or ``batch`` strings.
-            batch: clips in the batch.
-
-        Returns:
-            (batch, n, cross_attention_dim) on :attr:`device`: the text encoder's last hidden states (tokens padded
-            to the tokenizer's length, at most the encoder's positions); zeros (n = 77) with a one-time warning
-            when the components have no text encoder.
-
-        Raises:
-            InputError: a list of prompts whose length is not ``batch``.
-        """
-        prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
-        if len(prompts) != batch:
-            raise InputError(f"got {len(prompts)} prompts for a batch of {batch} clips")
-        if self.text_encoder is None or self.tokenizer is None:
-            if not self._warned_no_text:
-                warnings.warn("Upscale-A-Video: no text encoder loaded; using zero text embeddings (prompts and "
-                              "classifier-free guidance have no effect)", stacklevel=3)
-                self._warned_no_text = True
-            return torch.zeros(batch, 77, self.cross_attention_dim, device=self.device)
-        config = getattr(self.text_encoder, "config", None)
-        max_length = min(int(self.tokenizer.model_max_length), int(getattr(config, "max_position_embeddings", 77)))
-        tokens = self.tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
-                                return_tensors="pt")
-        device = next(self.text_encoder.parameters()).device
-        mask = tokens.attention_mask.to(device) if getattr(config, "use_attention_mask", False) else None
-        return self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0].to(self.device)
 
     # ------------------------------------------------------------------ denoising
     def _unet(self, x: torch.Tensor, timestep: torch.Tensor, *, lq: torch.Tensor, noise_level: torch.Tensor,
@@ -267,7 +223,7 @@ class UpscaleAVideoPipeline(nn.Module):
         if color_fix not in COLOR_FIXES:
             raise ConfigError(f"color_fix must be one of {COLOR_FIXES}; got {color_fix!r}")
         latents = latents.detach().to("cpu", torch.float32)
-        lq = _check_lq(lq).mul(2.0).sub(1.0)
+        lq = sampler_input(lq).mul(2.0).sub(1.0)
         b, t, _, h, w = latents.shape
         s = self.scale
         sr = torch.empty(b, t, 3, h * s, w * s)
@@ -309,7 +265,7 @@ class UpscaleAVideoPipeline(nn.Module):
 
         Arguments as :meth:`forward`; ``generator`` (a CPU ``torch.Generator``) replaces ``seed`` when given.
         """
-        lq = _check_lq(lq)
+        lq = sampler_input(lq)
         b, t, _, h, w = lq.shape
         steps = _check_steps(num_inference_steps, propagation_steps)
         max_level = getattr(self.unet, "max_noise_level", 350)
@@ -428,24 +384,13 @@ class UpscaleAVideoPipeline(nn.Module):
         return UpscaleAVideoUpscaler(self, SamplingOptions(**_check_option_names(options)))
 
 
-class UpscaleAVideoUpscaler(nn.Module):
-    """``nn.Module`` adapter: ``forward(lq (b, t, 3, h, w) [0, 1]) -> sr (b, t, 3, 4h, 4w) [0, 1]`` (CPU float32).
-
-    Holds the pipeline (moved with ``.to(device)``) and a :class:`SamplingOptions`; ``scale`` is the pipeline's.
-    ``takes_first_frame``: :mod:`zoo.inference` passes each streamed chunk's first frame index, so every chunk of a
-    video draws its own noise (:func:`zoo.diffusion.sampler.chunk_generator`).
-    """
-
-    takes_first_frame = True
+class UpscaleAVideoUpscaler(SamplerUpscaler):
+    """:class:`~zoo.diffusion.sampler.SamplerUpscaler` of the Upscale-A-Video sampler: ``forward(lq (b, t, 3, h, w)
+    [0, 1]) -> sr (b, t, 3, 4h, 4w) [0, 1]`` (CPU float32) with fixed :class:`SamplingOptions`; refuses inputs too small
+    for latent propagation before any work (:meth:`check_input_size`)."""
 
     def __init__(self, pipeline: UpscaleAVideoPipeline, options: SamplingOptions | None = None) -> None:
-        super().__init__()
-        self.pipeline = pipeline
-        self.options = options or SamplingOptions()
-        self.scale = pipeline.scale
-
-    def forward(self, lq: torch.Tensor, first_frame: int = 0) -> torch.Tensor:
-        return self.pipeline(lq, first_frame=first_frame, **asdict(self.options))
+        super().__init__(pipeline, options or SamplingOptions())
 
     def check_input_size(self, height: int, width: int) -> None:
         """Refuse LQ frames too small for latent propagation before any work (RAFT runs on whole LQ frames).
@@ -469,18 +414,6 @@ def _check_option_names(options: dict[str, object]) -> dict[str, object]:
     if "propagation_steps" in options:
         options = dict(options, propagation_steps=tuple(options["propagation_steps"]))
     return options
-
-
-def _check_lq(lq: torch.Tensor) -> torch.Tensor:
-    """Validate ``lq`` (b, t, 3, h, w) float in [0, 1]; return it on the CPU as float32, clamped."""
-    if not isinstance(lq, torch.Tensor) or lq.ndim != 5 or lq.shape[2] != 3 or not lq.is_floating_point():
-        shape = tuple(lq.shape) if isinstance(lq, torch.Tensor) else type(lq).__name__
-        raise InputError(f"lq must be a float (b, t, 3, h, w) tensor in [0, 1]; got {shape}")
-    lq = lq.detach().to("cpu", torch.float32)
-    low, high = float(lq.min()), float(lq.max())
-    if low < -1e-3 or high > 1.0 + 1e-3:
-        raise InputError(f"lq values must be in [0, 1] (got [{low:.3f}, {high:.3f}]); [-1, 1] input? use (x + 1) / 2")
-    return lq.clamp(0.0, 1.0)
 
 
 def _check_steps(num_inference_steps: int, propagation_steps: Iterable[int]) -> set[int]:

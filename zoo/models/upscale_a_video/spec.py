@@ -95,11 +95,9 @@ def load(path: str | Path | None, *, variant: str | None = None, **overrides: An
     """
     from zoo.models.upscale_a_video.load import load_upscale_a_video_pipeline, upscaler_from_pipeline
 
-    names = {option.name for option in SAMPLING_OPTIONS} | set(_MORE_SAMPLING)
-    sampling = {k: overrides.pop(k) for k in list(overrides) if k in names}
+    sampling = SPEC.split_sampling(overrides, _MORE_SAMPLING)
+    SPEC.check_variant(variant, path)
     if variant is not None:
-        if path is not None:
-            raise ConfigError(f"variant={variant!r} sizes random networks; weights ({path}) fix their own sizes")
         sizes = SPEC.variant(variant)
         overrides.setdefault("unet", sizes["unet"])
         overrides.setdefault("vae", sizes["vae"])
