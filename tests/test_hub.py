@@ -112,9 +112,9 @@ def released(tmp_path_factory) -> Path:
 
 # ------------------------------------------------------------------------------------------ table and paths
 def test_families_are_listed():
-    assert {"realbasicvsr", "upscale_a_video", "videogigagan"} <= set(available_families())
+    assert {"realbasicvsr", "sateco", "upscale_a_video", "videogigagan"} <= set(available_families())
     assert available_families() == sorted(available_families())
-    assert diffusion_families() == ["upscale_a_video"]
+    assert diffusion_families() == ["sateco", "upscale_a_video"]
     from zoo.models.upscale_a_video.sampling import SamplingOptions
 
     options = {option.name for option in family("upscale_a_video").sampling_options}

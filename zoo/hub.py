@@ -15,6 +15,7 @@ from typing import Any
 from zoo.errors import ConfigError, WeightsError
 from zoo.family import FamilySpec
 from zoo.models.realbasicvsr.spec import SPEC as REALBASICVSR
+from zoo.models.sateco.spec import SPEC as SATECO
 from zoo.models.upscale_a_video.spec import SPEC as UPSCALE_A_VIDEO
 from zoo.models.videogigagan.spec import SPEC as VIDEOGIGAGAN
 
@@ -25,6 +26,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     REALBASICVSR,
     VIDEOGIGAGAN,
     UPSCALE_A_VIDEO,
+    SATECO,
 )}
 
 
