@@ -246,3 +246,32 @@ def test_gradient_checkpointing_gives_the_same_gradients(stage, real_batch):
     assert all(grads[0][n].abs().sum() > 0 for n in grads[0] if n.endswith(".out.weight"))
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_fresh_sampler_is_stable_diffusion_img2img_of_the_upscaled_frame(sd_folder, real_batch):
+    """Parity with diffusers' own StableDiffusionImg2ImgPipeline: with fresh (zero) adapters, refiner weight 0 and one
+    frame, SATeCo's sampler is SD img2img of the latent of X_u (same DDIM schedule, start step, noise, text tokens and
+    VAE decoding), so the outputs agree to float rounding."""
+    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
+
+    from zoo.diffusion.vae import diffusers_encoder
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = build_pipeline(sd_folder)
+    pipe.refiner.weight = 0.0  # X_H = X_d (the refiner's residual starts at zero)
+    lq = real_batch["lq"][:, :1]
+    steps, strength, seed = 4, 0.5, 5
+    ours = pipe(lq, num_inference_steps=steps, strength=strength, seed=seed, window=None, tile=None)
+    with torch.no_grad():
+        x_u = pipe.upscale_lq(lq, tile=None)
+        z = diffusers_encoder(pipe.vae)(x_u * 2 - 1)[:, 0]
+    reference = StableDiffusionImg2ImgPipeline(
+        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+        scheduler=DDIMScheduler.from_config(pipe.scheduler.config), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    reference.set_progress_bar_config(disable=True)
+    expected = reference(prompt="", image=z, strength=strength, num_inference_steps=steps, guidance_scale=1.0,
+                         generator=torch.Generator().manual_seed(seed), output_type="pt").images
+    assert ours.shape == (1, 1, 3, 64, 64) and expected.shape == (1, 3, 64, 64)
+    torch.testing.assert_close(ours[:, 0], expected, atol=2e-5, rtol=1e-4)

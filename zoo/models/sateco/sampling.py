@@ -126,6 +126,9 @@ class SATeCoPipeline(TextConditioning, nn.Module):
         self.latent_channels = latent_channels
         self.vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         config = dict(scheduler.config) if scheduler is not None else dict(SD21_BASE_SCHEDULER)
+        # latents are not clipped: SD folders ship a PNDM config without clip_sample, whose DDIM default (True) would
+        # clip x0 to [-1, 1] (diffusers' SD pipelines force False for the same reason)
+        config["clip_sample"] = False
         self.scheduler = DDIMScheduler.from_config(config)
         if self.scheduler.config.prediction_type not in ("epsilon", "v_prediction"):
             raise ConfigError(f"scheduler prediction_type {self.scheduler.config.prediction_type!r} is not supported")
