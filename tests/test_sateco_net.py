@@ -177,3 +177,19 @@ def test_upscaler_refiner_latent_encoder_contracts():
         VideoRefiner()(x_u, x_d[..., :4])
     levels = LatentEncoder(channels=(8, 16, 32))(torch.randn(2, 4, 11, 13))
     assert [tuple(x.shape) for x in levels] == [(2, 8, 11, 13), (2, 16, 6, 7), (2, 32, 3, 4)]
+
+
+def test_vae_guides_are_the_encoders_own_features():
+    """The decoder's guides (the encoder run up to the deepest level needed) equal the outputs of the last ResNet of
+    each level in a full pass of diffusers' encoder."""
+    pipe = _tiny_pipeline()
+    frames = torch.rand(1, 2, 3, 64, 64) * 2 - 1
+    captured = {}
+    handles = [block.resnets[-1].register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(i, out))
+               for i, block in enumerate(pipe.vae.encoder.down_blocks)]
+    with torch.no_grad():
+        pipe.vae.encoder(rearrange(frames, "b n c h w -> (b n) c h w"))
+    for handle in handles:
+        handle.remove()
+    for guide, level in zip(pipe.vae_guides(frames), pipe._vae_levels):
+        assert torch.equal(rearrange(guide, "b n c h w -> (b n) c h w"), captured[level])

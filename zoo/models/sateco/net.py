@@ -295,8 +295,9 @@ class TemporalFeatureAlignment(nn.Module):
         head_dim: channels per head (heads = ``channels // head_dim``, at least 1).
         window: tubelet ``(L, wh, ww)``.
         position: ``'learned'`` or ``'none'``.
-        max_tubelets: tubelets per attention call (bounds the memory of large frames; the result does not depend
-            on it).
+        max_tubelets: tubelets per attention call: frames are processed in bands of whole tubelet rows holding at
+            most this many tubelets (at least one row), which bounds the memory of large frames; the result does not
+            depend on it.
 
     Raises:
         ConfigError: bad window or position kind.
@@ -340,6 +341,18 @@ class TemporalFeatureAlignment(nn.Module):
             raise InputError(f"TFA guide {tuple(g.shape)} does not match the features {tuple(f.shape)}")
         b, t, _, h, w = f.shape
         wt, wh, ww = self.window
+        tubelets_per_row = b * -(-t // wt) * -(-w // ww)
+        band = max(1, self.max_tubelets // tubelets_per_row) * wh  # rows of tubelets per attention call
+        out = torch.empty_like(f)
+        for y0 in range(0, h, band):
+            y1 = min(h, y0 + band)
+            out[..., y0:y1, :] = self._band(f[..., y0:y1, :], g[..., y0:y1, :])
+        return out
+
+    def _band(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """TFA on a band of whole tubelet rows (the last band may end inside a tubelet row)."""
+        b, t, _, h, w = f.shape
+        wt, wh, ww = self.window
         f_pad, valid = pad_to_tubelets(f, self.window)
         g_pad, _ = pad_to_tubelets(g, self.window)
         T, H, W = f_pad.shape[1], f_pad.shape[3], f_pad.shape[4]
@@ -349,13 +362,8 @@ class TemporalFeatureAlignment(nn.Module):
             keep = repeat_valid(valid, b, self.window)  # (n, k) bool
             mask = torch.zeros(keep.shape, dtype=x.dtype, device=x.device).masked_fill(~keep, float("-inf"))
             mask = mask[:, None, :]
-        outs = []
-        for start in range(0, x.shape[0], self.max_tubelets):
-            part = slice(start, start + self.max_tubelets)
-            outs.append(self._attend(x[part], guide[part], None if mask is None else mask[part]))
-        out = torch.cat(outs)
-        out = rearrange(out, "(b nt nh nw) (wt wh ww) c -> b (nt wt) c (nh wh) (nw ww)", b=b, nt=T // wt,
-                        nh=H // wh, nw=W // ww, wt=wt, wh=wh, ww=ww)
+        out = rearrange(self._attend(x, guide, mask), "(b nt nh nw) (wt wh ww) c -> b (nt wt) c (nh wh) (nw ww)", b=b,
+                        nt=T // wt, nh=H // wh, nw=W // ww, wt=wt, wh=wh, ww=ww)
         return out[:, :t, :, :h, :w]
 
     def _attend(self, x: torch.Tensor, guide: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -206,18 +206,21 @@ class SATeCoPipeline(TextConditioning, nn.Module):
     @torch.no_grad()
     def vae_guides(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Features of the frozen VAE encoder on ``frames`` (b, n, 3, H, W) in [-1, 1]: the output of each encoder
-        level's last ResNet (level i at 1/2^i), one per decoder up block at that block's resolution."""
+        level's last ResNet (level i at 1/2^i), one per decoder up block at that block's resolution. Runs the encoder's
+        input convolution and its down blocks up to the deepest level needed (``DownEncoderBlock2D``: resnets, then
+        the downsampler), not the rest of the encoder."""
         b = frames.shape[0]
-        captured: dict[int, torch.Tensor] = {}
-        handles = [block.resnets[-1].register_forward_hook(
-            lambda module, args, output, i=i: captured.__setitem__(i, output))
-            for i, block in enumerate(self.vae.encoder.down_blocks)]
-        try:
-            param = next(self.vae.parameters())
-            self.vae.encoder(rearrange(frames, "b n c h w -> (b n) c h w").to(param.device, param.dtype))
-        finally:
-            for handle in handles:
-                handle.remove()
+        encoder = self.vae.encoder
+        param = next(self.vae.parameters())
+        x = encoder.conv_in(rearrange(frames, "b n c h w -> (b n) c h w").to(param.device, param.dtype))
+        captured: list[torch.Tensor] = []
+        # the encoder's own blocks in its order, up to the deepest level a decoder block needs (not its mid block)
+        for block in encoder.down_blocks[:max(self._vae_levels) + 1]:
+            for resnet in block.resnets:
+                x = resnet(x, temb=None)
+            captured.append(x)
+            for down in block.downsamplers or []:
+                x = down(x)
         return [rearrange(captured[i], "(b n) c h w -> b n c h w", b=b) for i in self._vae_levels]
 
     def decode_guided(self, z: torch.Tensor, x_u: torch.Tensor) -> torch.Tensor:
@@ -368,13 +371,16 @@ class SATeCoPipeline(TextConditioning, nn.Module):
                 return self.decode_guided(z, frames).clamp(-1.0, 1.0)
 
         refiner_param = next(self.refiner.parameters())
+        # tiles are given in LQ px: the refiner works on the output grid
+        pixel_tile = None if tile is None else tile * self.scale
+        pixel_overlap = 0 if tile is None else tile_overlap * self.scale
         sr = torch.empty_like(x_u)
         for start, end, frames in iter_decoded_chunks(decode, latents, scale=f, chunk=vae_chunk, tile=latent_tile,
                                                       tile_overlap=latent_overlap, context={"x_u": folded},
                                                       device=self.device, progress=progress):
             x_d = frames.add(1.0).div(2.0).clamp(0.0, 1.0)
             refined = run_over_tiles(lambda x, x_d: self.refiner(x, x_d).float(), x_u[:, start:end], scale=1,
-                                     tile=tile, tile_overlap=tile_overlap, context={"x_d": x_d},
+                                     tile=pixel_tile, tile_overlap=pixel_overlap, context={"x_d": x_d},
                                      device=refiner_param.device, dtype=refiner_param.dtype)
             sr[:, start:end] = refined.clamp(0.0, 1.0)
         return sr
