@@ -8,7 +8,6 @@ as in the JSON.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -23,10 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("sateco_sampling_bench", ROOT / "benchmarks/sateco_sampling.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from _tiny import load_script
+
+    return load_script("benchmarks/sateco_sampling.py")
 
 
 def _numbers(text: str) -> list[str]:
