@@ -14,6 +14,7 @@ from typing import Any
 
 from zoo.errors import ConfigError, WeightsError
 from zoo.family import FamilySpec
+from zoo.models.dc_vsr.spec import SPEC as DC_VSR
 from zoo.models.realbasicvsr.spec import SPEC as REALBASICVSR
 from zoo.models.sateco.spec import SPEC as SATECO
 from zoo.models.upscale_a_video.spec import SPEC as UPSCALE_A_VIDEO
@@ -27,6 +28,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     VIDEOGIGAGAN,
     UPSCALE_A_VIDEO,
     SATECO,
+    DC_VSR,
 )}
 
 

@@ -252,3 +252,49 @@ def write_sd_base_folder(folder: str | Path, *, unet: dict | None = None, vae: d
                   prediction_type="epsilon", skip_prk_steps=True, set_alpha_to_one=False,
                   steps_offset=1).save_config(folder / "scheduler")
     return folder
+
+
+def write_svd_folder(folder: str | Path, *, unet: dict | None = None, vae: dict | None = None, seed: int = 0,
+                     with_unet: bool = True) -> Path:
+    """Write a diffusers ``stabilityai/stable-video-diffusion-img2vid``-layout folder with RANDOM weights (tests,
+    timing).
+
+    ``unet/`` (``UNetSpatioTemporalConditionModel``; skipped when ``with_unet`` is False), ``vae/``
+    (``AutoencoderKLTemporalDecoder``) and ``scheduler/`` (SVD's ``EulerDiscreteScheduler`` configuration), from
+    :mod:`zoo.diffusion.bases` updated with ``unet`` / ``vae`` (e.g. a family's tiny variant). The image encoder
+    (``image_encoder/``, CLIP ViT-H) is not written.
+
+    Returns:
+        ``folder`` as a Path.
+    """
+    import torch
+    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
+
+    from zoo.diffusion.bases import SVD_SCHEDULER, SVD_UNET, SVD_VAE
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    if with_unet:
+        UNetSpatioTemporalConditionModel(**{**SVD_UNET, **(unet or {})}).save_pretrained(folder / "unet")
+    AutoencoderKLTemporalDecoder(**{**SVD_VAE, **(vae or {})}).save_pretrained(folder / "vae")
+    EulerDiscreteScheduler.from_config(SVD_SCHEDULER).save_config(folder / "scheduler")
+    return folder
+
+
+def write_unet_ema_folder(folder: str | Path, *, unet: dict | None = None, seed: int = 0) -> Path:
+    """Write a folder in the layout of DC-VSR's released UNet with RANDOM weights: ``folder/unet_ema/`` holding
+    ``config.json`` and ``diffusion_pytorch_model.safetensors`` of a ``UNetSpatioTemporalConditionModel`` (SVD
+    img2vid sizes updated with ``unet``), nothing else.
+
+    Returns:
+        the ``unet_ema`` folder.
+    """
+    import torch
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from zoo.diffusion.bases import SVD_UNET
+
+    torch.manual_seed(seed)
+    target = Path(folder) / "unet_ema"
+    UNetSpatioTemporalConditionModel(**{**SVD_UNET, **(unet or {})}).save_pretrained(target, safe_serialization=True)
+    return target
