@@ -183,4 +183,5 @@ def diffusers_encoder(vae: nn.Module, *, sample: bool = False,
 def _decode_parameters(vae: nn.Module) -> tuple[str, ...]:
     import inspect
 
-    return tuple(inspect.signature(vae.decode).parameters)
+    # the class's method: an instance attribute wrapping decode (a timing hook) must not hide num_frames
+    return tuple(inspect.signature(type(vae).decode).parameters)

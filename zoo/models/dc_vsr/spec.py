@@ -59,7 +59,8 @@ SAMPLING_OPTIONS = (
 )
 
 #: Sampling options the loader accepts besides the flags (fields of ``sampling.SamplingOptions``).
-_MORE_SAMPLING = ("window", "window_overlap", "tile", "tile_overlap", "vae_chunk", "progress")
+_MORE_SAMPLING = ("window", "window_overlap", "tile", "tile_overlap", "vae_chunk", "vae_tile", "vae_tile_overlap",
+                  "progress")
 
 
 def load(path: str | Path | None, *, variant: str | None = None, **overrides: Any) -> Any:
@@ -70,7 +71,7 @@ def load(path: str | Path | None, *, variant: str | None = None, **overrides: An
             folder, a vsrzoo ``.ckpt``, or None for random networks (loud warning).
         variant: random networks only: a name of :data:`VARIANTS`.
         **overrides: sampling options (:data:`SAMPLING_OPTIONS` and ``window``, ``window_overlap``, ``tile``,
-            ``tile_overlap``, ``vae_chunk``, ``progress``) and loader options (``svd``, ``propagation``,
+            ``tile_overlap``, ``vae_chunk``, ``vae_tile``, ``vae_tile_overlap``, ``progress``) and loader options (``svd``, ``propagation``,
             ``conditioning``; :func:`zoo.models.dc_vsr.load.load_dcvsr_pipeline`).
 
     Raises:
