@@ -269,6 +269,7 @@ def predict_over_tiles(
     device: torch.device | str = "cpu",
     reverse_time: bool = False,
     on_tile: Callable[[tuple[int, ...], tuple[tuple[int, int], ...]], None] | None = None,
+    exact: bool = False,
 ) -> torch.Tensor:
     """One model evaluation of a whole clip as overlapping temporal windows x spatial tiles, blended.
 
@@ -287,6 +288,8 @@ def predict_over_tiles(
         device: where ``fn`` runs.
         reverse_time: visit windows from the last to the first (for propagation between temporal neighbours).
         on_tile: called with ``(index, spans)`` (index and ``(start, end)`` per axis t, h, w) before each piece.
+        exact: windows and tiles of exactly ``window`` / ``tile`` items where the clip is longer
+            (:func:`~zoo.diffusion.tiles.plan_windows`).
 
     Returns:
         (b, t, c', h, w) CPU float32: the blended prediction (the single piece's output as is when one window and
@@ -304,8 +307,8 @@ def predict_over_tiles(
             raise ConfigError(f"blend weights must be one of {WEIGHT_KINDS}, got {kind!r}")
     context = dict(context or {})
     b, t, _, h, w = latents.shape
-    plans = (plan_windows(t, window, window_overlap), plan_windows(h, tile, tile_overlap),
-             plan_windows(w, tile, tile_overlap))
+    plans = (plan_windows(t, window, window_overlap, exact=exact), plan_windows(h, tile, tile_overlap, exact=exact),
+             plan_windows(w, tile, tile_overlap, exact=exact))
     time_order = range(len(plans[0]) - 1, -1, -1) if reverse_time else range(len(plans[0]))
     order = [(i, j, k) for i in time_order for j in range(len(plans[1])) for k in range(len(plans[2]))]
     blend: TileAccumulator | None = None

@@ -9,8 +9,9 @@ of :class:`DCVSRPipeline` upscales a clip ``lq`` (b, t, 3, h, w) in [0, 1] by 4:
    chunks and tiles. Frames are padded by replication to a multiple of 2 LQ px (8 output px) and cropped at the end.
 2. **Denoising** with diffusers' ``EulerDiscreteScheduler`` (EDM, v-prediction, Karras sigmas; its own
    ``scale_model_input`` and ``step``: :func:`zoo.diffusion.sampler.denoise`) from ``randn * init_noise_sigma``. Each
-   step evaluates the UNet over spatio-temporal tiles of ``window`` frames x ``tile`` LQ px (default 14 x 128 = 14 x 64
-   latents, the paper's 64 x 64 x 14) sharing ``window_overlap`` frames and ``tile_overlap`` px (50%), blended with
+   step evaluates the UNet over spatio-temporal tiles of exactly ``window`` frames x ``tile`` LQ px (default 14 x 128 =
+   14 x 64 latents, the paper's 64 x 64 x 14; smaller only where the clip is) sharing at least ``window_overlap``
+   frames and ``tile_overlap`` px (50%; more where the tiles must fit the clip's extent), blended with
    Gaussian weights (:func:`zoo.diffusion.sampler.predict_over_tiles`). The UNet input is the scaled noisy latent and
    the condition latent concatenated on channels (SVD's 8 input channels), the image-embedding tokens
    (``image_embedding``: zeros, or the CLIP image embedding of the middle upsampled frame), and the added time ids
@@ -331,7 +332,8 @@ class DCVSRPipeline(nn.Module):
                                                                guidance_scale=float(guidance_scale)),
                     x, context={"cond": cond}, window=window, window_overlap=window_overlap, tile=latent_tile,
                     tile_overlap=latent_overlap, window_weights="gaussian", tile_weights_kind="gaussian",
-                    gaussian_sigma=float(p["gaussian_sigma"]), device=device, reverse_time=backward, on_tile=on_tile)
+                    gaussian_sigma=float(p["gaussian_sigma"]), device=device, reverse_time=backward, on_tile=on_tile,
+                    exact=True)
             finally:
                 control.begin_tile(None)
 
