@@ -112,9 +112,9 @@ def released(tmp_path_factory) -> Path:
 
 # ------------------------------------------------------------------------------------------ table and paths
 def test_families_are_listed():
-    assert {"realbasicvsr", "sateco", "upscale_a_video", "videogigagan"} <= set(available_families())
+    assert {"dc_vsr", "realbasicvsr", "sateco", "upscale_a_video", "videogigagan"} <= set(available_families())
     assert available_families() == sorted(available_families())
-    assert diffusion_families() == ["sateco", "upscale_a_video"]
+    assert diffusion_families() == ["dc_vsr", "sateco", "upscale_a_video"]
     from zoo.models.upscale_a_video.sampling import SamplingOptions
 
     options = {option.name for option in family("upscale_a_video").sampling_options}
@@ -224,7 +224,7 @@ def test_lightning_checkpoint_of_the_system(released, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_every_family_builds_its_tiny_variant_with_random_weights(name):
-    options = dict(FAST, load_text_encoder=False) if family(name).kind == "diffusion" else {}
+    options = dict(FAST) if family(name).kind == "diffusion" else {}  # random networks have no text encoder
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match="RANDOM"):
         net = load_pretrained(name, None, variant="tiny", **options)
