@@ -67,8 +67,9 @@ def unet_tiles(pipeline, frames: int, height: int, width: int, options: dict) ->
     from zoo.diffusion.tiles import plan_windows
 
     size, overlap = pipeline._latent_tile(options["tile"], options["tile_overlap"])
-    plans = [plan_windows(frames, options["window"], options["window_overlap"])]
-    plans += [plan_windows(-(-n * pipeline.scale // pipeline.vae_factor), size, overlap) for n in (height, width)]
+    plans = [plan_windows(frames, options["window"], options["window_overlap"], exact=True)]
+    plans += [plan_windows(-(-n * pipeline.scale // pipeline.vae_factor), size, overlap, exact=True)
+              for n in (height, width)]
     return {"grid": [len(p) for p in plans], "size": [p[0][1] - p[0][0] for p in plans]}
 
 

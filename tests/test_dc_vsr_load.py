@@ -119,3 +119,20 @@ def test_unknown_options_are_refused_by_name(folders):
         _quiet_load(release, svd=str(svd), propagation={"stride": 2})
     with pytest.raises(ConfigError, match="a switch must be on/off"):
         _quiet_load(release, svd=str(svd), sap="maybe")
+
+
+def test_clip_image_embedding_from_the_svd_image_encoder(tmp_path):
+    """``conditioning.image_embedding='clip'``: the SVD folder's CLIP image encoder embeds the middle upsampled frame
+    (one token per clip); without an image encoder the option fails by name."""
+    clip = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2, image_size=224,
+                patch_size=32, projection_dim=32)
+    svd = write_svd_folder(tmp_path / "svd", unet=TINY["unet"], vae=TINY["vae"], image_encoder=clip)
+    options = dict(num_inference_steps=2, tile=None, window=None, vae_tile=None)
+    with_clip = _quiet_load(svd, conditioning={"image_embedding": "clip"}, **options)
+    up = torch.rand(1, 3, 3, 32, 32)
+    tokens = with_clip.pipeline.image_embeddings(up)
+    assert tokens.shape == (1, 1, 32) and float(tokens.abs().sum()) > 0
+    lq = torch.rand(1, 2, 3, 8, 8)
+    assert not torch.equal(with_clip(lq), _quiet_load(svd, **options)(lq))
+    with pytest.raises(ConfigError, match="image_embedding='clip' needs the CLIP image encoder"):
+        _quiet_load(None, variant="tiny", conditioning={"image_embedding": "clip"})

@@ -255,14 +255,15 @@ def write_sd_base_folder(folder: str | Path, *, unet: dict | None = None, vae: d
 
 
 def write_svd_folder(folder: str | Path, *, unet: dict | None = None, vae: dict | None = None, seed: int = 0,
-                     with_unet: bool = True) -> Path:
+                     with_unet: bool = True, image_encoder: dict | None = None) -> Path:
     """Write a diffusers ``stabilityai/stable-video-diffusion-img2vid``-layout folder with RANDOM weights (tests,
     timing).
 
     ``unet/`` (``UNetSpatioTemporalConditionModel``; skipped when ``with_unet`` is False), ``vae/``
     (``AutoencoderKLTemporalDecoder``) and ``scheduler/`` (SVD's ``EulerDiscreteScheduler`` configuration), from
     :mod:`zoo.diffusion.bases` updated with ``unet`` / ``vae`` (e.g. a family's tiny variant). The image encoder
-    (``image_encoder/``, CLIP ViT-H) is not written.
+    (``image_encoder/``, SVD's CLIP ViT-H) is written only when ``image_encoder`` gives ``transformers.
+    CLIPVisionConfig`` options (its ``projection_dim`` must be the UNet's ``cross_attention_dim``).
 
     Returns:
         ``folder`` as a Path.
@@ -278,6 +279,10 @@ def write_svd_folder(folder: str | Path, *, unet: dict | None = None, vae: dict 
         UNetSpatioTemporalConditionModel(**{**SVD_UNET, **(unet or {})}).save_pretrained(folder / "unet")
     AutoencoderKLTemporalDecoder(**{**SVD_VAE, **(vae or {})}).save_pretrained(folder / "vae")
     EulerDiscreteScheduler.from_config(SVD_SCHEDULER).save_config(folder / "scheduler")
+    if image_encoder is not None:
+        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+        CLIPVisionModelWithProjection(CLIPVisionConfig(**image_encoder)).save_pretrained(folder / "image_encoder")
     return folder
 
 
