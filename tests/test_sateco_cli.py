@@ -7,7 +7,6 @@ refiner and H.264 writing with the source fps and audio; the pictures are meanin
 """
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from zoo.data.video_io import open_video
 from zoo.hub import family
 from zoo.models.sateco.sampling import SamplingOptions
 from zoo.models.sateco.system import SATeCo
-from zoo.testing import assert_upscaled_copy, shared_data_dir, write_sd_base_folder, write_small_real_mp4
+from zoo.testing import assert_upscale_run, assert_usage_error, write_sd_base_folder, write_small_real_mp4
 
 torch.set_num_threads(1)
 TINY = family("sateco").variant("tiny")
@@ -68,14 +67,8 @@ def test_upscale_real_mp4_full_sampling_path(small_real_mp4, weights, tmp_path, 
     code = main(["upscale", str(small_real_mp4), "-o", str(out), "--model", "sateco", "--weights", str(ckpt),
                  "--steps", "4", "--strength", "0.5", "--seed", "3", "--guidance-scale", "2", "--prompt", "a b",
                  "--chunk-frames", "6", "--overlap", "4", "--tile", "0", "--device", "cpu", "--no-progress"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    assert re.search(rf"{NUM_FRAMES} frames, {4 * SIDE}x{4 * SIDE}", captured.out)
-    assert_upscaled_copy(small_real_mp4, out, scale=4)
-    if shared_data_dir() is not None:
-        assert src.has_audio and abs(src.fps - 25) < 1e-6
-    frames = open_video(out).read()
-    assert frames.shape == (NUM_FRAMES, 3, 4 * SIDE, 4 * SIDE) and frames.std() > 0
+    frames = assert_upscale_run(code, capsys.readouterr(), small_real_mp4, out)
+    assert frames.shape[0] == NUM_FRAMES
 
 
 def test_same_seed_same_video_and_the_refiner_weight_option(small_real_mp4, weights, tmp_path):
@@ -113,9 +106,7 @@ def test_errors_are_one_line(case, weights, small_real_mp4, tmp_path, capsys):
         code = main(["upscale", str(small_real_mp4), "-o", str(tmp_path / "out.mp4"), "--model", "sateco",
                      "--device", "cpu", "--no-progress", *argv])
     err = capsys.readouterr().err
-    assert code == 2, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "Traceback" not in err and expect in last, last
+    assert_usage_error(code, err, expect)
     assert not (tmp_path / "out.mp4").exists()
 
 

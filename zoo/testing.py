@@ -303,3 +303,33 @@ def write_unet_ema_folder(folder: str | Path, *, unet: dict | None = None, seed:
     target = Path(folder) / "unet_ema"
     UNetSpatioTemporalConditionModel(**{**SVD_UNET, **(unet or {})}).save_pretrained(target, safe_serialization=True)
     return target
+
+
+def assert_upscale_run(code: int, captured: object, source: str | Path, output: str | Path, *, scale: int = 4):  # noqa: ANN201
+    """Check a ``vsrzoo upscale`` run of a video (pytest's ``capsys.readouterr()`` as ``captured``): exit status 0, the
+    summary line with every frame at ``scale`` times the size, :func:`assert_upscaled_copy` (fps, audio stream, frame
+    count), the source's 25 fps and audio when it is the real clip of the shared data, and frames that are not
+    constant. Returns the output frames (t, 3, H, W) float in [0, 1]."""
+    import re
+
+    from zoo.data.video_io import open_video
+
+    assert code == 0, captured.err
+    src = open_video(source)
+    width, height = scale * src.width, scale * src.height
+    assert re.search(rf"{src.num_frames} frames, {width}x{height}", captured.out), captured.out
+    assert_upscaled_copy(source, output, scale=scale)
+    if shared_data_dir() is not None:
+        assert src.has_audio and abs(src.fps - 25) < 1e-6
+    frames = open_video(output).read()
+    assert frames.shape == (src.num_frames, 3, height, width) and frames.std() > 0
+    return frames
+
+
+def assert_usage_error(code: int, err: str, expect: str) -> str:
+    """Check a command that failed on bad input: exit status 2, a last stderr line ``error: ...`` containing
+    ``expect`` and no traceback. Returns that line."""
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]  # libraries may draw progress bars before it
+    assert last.startswith("error: ") and "Traceback" not in err and expect in last, last
+    return last

@@ -35,8 +35,8 @@ import torch
 
 from zoo.errors import ConfigError
 
-__all__ = ["WEIGHT_KINDS", "TileAccumulator", "accumulate", "check_window", "plan_tiles", "plan_windows",
-           "run_over_tiles", "tile_weights", "window_weights"]
+__all__ = ["WEIGHT_KINDS", "TileAccumulator", "accumulate", "check_window", "latent_tile", "pad_to_multiple", "plan_tiles",
+           "plan_windows", "run_over_tiles", "tile_weights", "window_weights"]
 
 #: Names of the blending weights of :func:`window_weights`.
 WEIGHT_KINDS = ("feather", "gaussian", "uniform")
@@ -330,3 +330,24 @@ def run_over_tiles(
             spans = ((y0 * scale, y1 * scale), (x0 * scale, x1 * scale))
             blend.add(spans, out, (window_weights(rows, r, scale), window_weights(cols, c, scale)), floor=floor)
     return blend.result()
+
+
+def latent_tile(tile: int | None, tile_overlap: int, *, scale: int, vae_factor: int) -> tuple[int | None, int]:
+    """A tile given in LQ pixels as latent pixels: ``round(tile * scale / vae_factor)`` (at least 1) and its overlap
+    (at most the tile minus 1); ``(None, 0)`` for no tiles. E.g. 128 LQ px x4 / 8 = 64 latents."""
+    if tile is None:
+        return None, 0
+    ratio = scale / vae_factor
+    size = max(1, int(round(tile * ratio)))
+    return size, min(size - 1, int(round(tile_overlap * ratio)))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad a clip (b, t, c, h, w) on the bottom and right by replicating its edge pixels so that h and w are
+    multiples of ``multiple`` (unchanged when they are); crop ``[..., :h, :w]`` to undo."""
+    ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+    if not (ph or pw):
+        return x
+    b = x.shape[0]
+    padded = torch.nn.functional.pad(x.flatten(0, 1), (0, pw, 0, ph), mode="replicate")
+    return padded.unflatten(0, (b, x.shape[1]))

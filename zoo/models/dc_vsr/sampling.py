@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from zoo.diffusion.bases import SVD_SCHEDULER, is_svd_schedule
 from zoo.diffusion.sampler import SamplerUpscaler, Step, chunk_generator, classifier_free_guidance, denoise, \
     predict_over_tiles
-from zoo.diffusion.tiles import check_window
+from zoo.diffusion.tiles import check_window, latent_tile, pad_to_multiple
 from zoo.diffusion.vae import diffusers_decoder, diffusers_encoder, encode_chunked, iter_decoded_chunks
 from zoo.errors import ConfigError
 from zoo.layers.blocks import bicubic_skip
@@ -246,21 +246,9 @@ class DCVSRPipeline(nn.Module):
             self.control.uncond_rows = 0
 
     # ------------------------------------------------------------------ sampling
-    def _pad(self, x: torch.Tensor, multiple: int) -> torch.Tensor:
-        ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
-        if not (ph or pw):
-            return x
-        b = x.shape[0]
-        padded = F.pad(rearrange(x, "b t c h w -> (b t) c h w"), (0, pw, 0, ph), mode="replicate")
-        return rearrange(padded, "(b t) c h w -> b t c h w", b=b)
-
     def _latent_tile(self, tile: int | None, tile_overlap: int) -> tuple[int | None, int]:
-        """LQ-pixel tiles -> latent tiles (LQ px x 4 / 8)."""
-        if tile is None:
-            return None, 0
-        ratio = self.scale / self.vae_factor
-        size = max(1, int(round(tile * ratio)))
-        return size, min(size - 1, int(round(tile_overlap * ratio)))
+        """LQ-pixel tiles -> latent tiles (:func:`zoo.diffusion.tiles.latent_tile`)."""
+        return latent_tile(tile, tile_overlap, scale=self.scale, vae_factor=self.vae_factor)
 
     @staticmethod
     def check_options(*, num_inference_steps: int, guidance_scale: float, window: int | None, window_overlap: int,
@@ -390,7 +378,7 @@ class DCVSRPipeline(nn.Module):
                            vae_tile=vae_tile, vae_tile_overlap=vae_tile_overlap, sap=sap, tap=tap, dssag=dssag)
         lq = sampler_input(lq)
         _, _, _, h, w = lq.shape
-        padded = self._pad(lq, self.vae_factor // self.scale if self.vae_factor > self.scale else 1)
+        padded = pad_to_multiple(lq, max(1, self.vae_factor // self.scale))
         latents = self.sample_latents(padded, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                       sap=sap, tap=tap, dssag=dssag, seed=seed, window=window,
                                       window_overlap=window_overlap, tile=tile, tile_overlap=tile_overlap,

@@ -38,12 +38,11 @@ import torch
 from diffusers import DDIMScheduler
 from einops import rearrange, repeat
 from torch import nn
-from torch.nn import functional as F
 
 from zoo.diffusion.bases import SD21_BASE_SCHEDULER
 from zoo.diffusion.sampler import SamplerUpscaler, Step, chunk_generator, classifier_free_guidance, denoise, predict_over_tiles
 from zoo.diffusion.text import TextConditioning, cross_attention_dim
-from zoo.diffusion.tiles import check_window, run_over_tiles
+from zoo.diffusion.tiles import check_window, latent_tile, pad_to_multiple, run_over_tiles
 from zoo.diffusion.vae import diffusers_decoder, diffusers_encoder, encode_chunked, iter_decoded_chunks
 from zoo.errors import ConfigError
 from zoo.layers.checks import sampler_input
@@ -255,22 +254,9 @@ class SATeCoPipeline(TextConditioning, nn.Module):
         finally:
             self.unet_adapters.set_guidance(None)
 
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.vae_factor
-        ph, pw = (-x.shape[-2]) % f, (-x.shape[-1]) % f
-        if not (ph or pw):
-            return x
-        b = x.shape[0]
-        padded = F.pad(rearrange(x, "b t c h w -> (b t) c h w"), (0, pw, 0, ph), mode="replicate")
-        return rearrange(padded, "(b t) c h w -> b t c h w", b=b)
-
     def _latent_tile(self, tile: int | None, tile_overlap: int) -> tuple[int | None, int]:
-        """LQ-pixel tiles -> latent tiles (LQ px x scale / VAE factor)."""
-        if tile is None:
-            return None, 0
-        ratio = self.scale / self.vae_factor
-        size = max(1, int(round(tile * ratio)))
-        return size, min(size - 1, int(round(tile_overlap * ratio)))
+        """LQ-pixel tiles -> latent tiles (:func:`zoo.diffusion.tiles.latent_tile`)."""
+        return latent_tile(tile, tile_overlap, scale=self.scale, vae_factor=self.vae_factor)
 
     @torch.no_grad()
     def upscale_lq(self, lq: torch.Tensor, *, tile: int | None = 128, tile_overlap: int = 32) -> torch.Tensor:
@@ -330,7 +316,7 @@ class SATeCoPipeline(TextConditioning, nn.Module):
         generator = chunk_generator(int(seed), int(first_frame))
         device = self.device
 
-        x_u = self._pad(self.upscale_lq(lq, tile=tile, tile_overlap=tile_overlap))
+        x_u = pad_to_multiple(self.upscale_lq(lq, tile=tile, tile_overlap=tile_overlap), self.vae_factor)
         latent_tile, latent_overlap = self._latent_tile(tile, tile_overlap)
         encode = diffusers_encoder(self.vae)
         z = encode_chunked(encode, x_u * 2.0 - 1.0, factor=self.vae_factor, chunk=vae_chunk, tile=latent_tile,
