@@ -36,8 +36,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +47,8 @@ for path in (ROOT, ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from sateco_sampling import _mib, _reset_peaks, _seconds, _write  # noqa: E402 - the same peak and rounding rules
+from sampling_report import device_text, measure, write_atomic, write_report  # noqa: E402
+from sateco_sampling import _mib, _reset_peaks, _seconds  # noqa: E402 - the same peak and rounding rules
 from speed import _status_kib  # noqa: E402
 from upscale_a_video_sampling import PhaseTimer, make_lq_clip  # noqa: E402 - the same clip and timers as UAV's
 
@@ -174,9 +173,7 @@ def render_markdown(report: dict) -> str:
     source = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
     title = ("# DC-VSR sampling with TINY random networks (checks the script; not the model's speed)" if first["tiny"]
              else "# DC-VSR: full sampling through `vsrzoo upscale` (random full-size SVD weights, timing only)")
-    device = first.get("gpu") or (f"CPU ({first['cpu']}, torch threads {first['threads']}, OMP_NUM_THREADS="
-                                  f"{first['omp_num_threads']}; load average {first['load_avg_start']} at the start "
-                                  f"of the first run, {results[-1]['load_avg_end']} at the end of the last)")
+    device = device_text(first, results[-1])
     header = ["LQ (WxH)", "output", "frames", "steps run", "UNet tiles (t x rows x cols of t x h x w latents)",
               "wall (s)", "s / frame", "one denoising step (s)", f"wall / s per frame at {first['default_steps']} steps",
               *(f"{t} (s, calls)" for _, t in PHASES), "rest (s)", "peak RSS (MiB)", "RSS before (MiB)",
@@ -251,21 +248,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def measure(spec: dict) -> dict:
-    """:func:`worker` in a fresh Python process (its peak RSS is its own); its result.
-
-    Raises:
-        SystemExit: the worker failed (the end of its stderr is printed).
-    """
-    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
-    found = [line[len(_RESULT_PREFIX):] for line in done.stdout.splitlines() if line.startswith(_RESULT_PREFIX)]
-    if done.returncode or not found:
-        sys.stderr.write(done.stderr[-4000:])
-        raise SystemExit(f"the measurement {spec['height']}x{spec['width']} x {spec['frames']} frames failed (exit "
-                         f"status {done.returncode})")
-    return json.loads(found[-1])
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -274,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.render:
         json_path = Path(args.render)
-        _write(json_path.with_suffix(".md"), render_markdown(json.loads(json_path.read_text())))
+        write_atomic(json_path.with_suffix(".md"), render_markdown(json.loads(json_path.read_text())))
         return 0
     results = []
     for size in args.sizes:
@@ -288,15 +270,11 @@ def main(argv: list[str] | None = None) -> int:
                         chunk_frames=args.chunk_frames, overlap=args.overlap, device=args.device, dtype=args.dtype,
                         threads=args.threads, tiny=args.tiny)
             print(f"measuring {frames} frames at {width}x{height}, {args.steps} steps ...", flush=True)
-            results.append(measure(spec))
+            results.append(measure(__file__, _RESULT_PREFIX, spec, f"{height}x{width} x {frames} frames"))
             print(json.dumps(results[-1], indent=1), flush=True)
     device_slug = "cpu" if args.device == "cpu" else args.device.replace(":", "")
-    json_path = Path(args.output_dir) / f"dc_vsr_sampling_{device_slug}{'_tiny' if args.tiny else ''}.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    omp = os.environ.get("OMP_NUM_THREADS")
-    command = (f"OMP_NUM_THREADS={omp} " if omp else "") + "python benchmarks/dc_vsr_sampling.py " + shlex.join(argv)
-    _write(json_path, json.dumps({"command": command, "results": results}, indent=1) + "\n")
-    _write(json_path.with_suffix(".md"), render_markdown(json.loads(json_path.read_text())))
+    json_path = write_report(args.output_dir, f"dc_vsr_sampling_{device_slug}{'_tiny' if args.tiny else ''}",
+                             "benchmarks/dc_vsr_sampling.py", argv, results, render_markdown)
     print(f"wrote {json_path} and {json_path.with_suffix('.md')}")
     return 0
 

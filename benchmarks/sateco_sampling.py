@@ -50,8 +50,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,6 +60,7 @@ for path in (ROOT, ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from sampling_report import device_text, measure, write_atomic, write_report  # noqa: E402
 from speed import _malloc_trim, _reset_peak_rss, _status_kib  # noqa: E402 - the same peak-RSS method as speed.py
 from upscale_a_video_sampling import PhaseTimer, make_lq_clip  # noqa: E402 - the same clip and timers as UAV's
 
@@ -286,9 +285,7 @@ def render_markdown(report: dict) -> str:
     title = ("# SATeCo sampling with TINY random networks (checks the script; not the model's speed)"
              if first["tiny"] else f"# SATeCo: full sampling, {w}x{h} -> {4 * w}x{4 * h} (random full-size weights, "
              "timing only)")
-    device = first.get("gpu") or (f"CPU ({first['cpu']}, torch threads {first['threads']}, OMP_NUM_THREADS="
-                                  f"{first['omp_num_threads']}; load average {first['load_avg_start']} at the start, "
-                                  f"{first['load_avg_end']} at the end)")
+    device = device_text(first, first)
     text = ("no text encoder (zero tokens)" if not first["text_encoder"] else
             "CLIP text encoder of the variant's size" if first["tiny"] else "CLIP text encoder of SD 2.1-base's size")
     header = ["LQ (WxH)", "frames", "steps x strength = run", "wall (s)", "s / frame", "one denoising step (s)",
@@ -344,12 +341,6 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--input", default="zoo/assets/sample/demo_000", help="real clip (folder or video)")
@@ -376,20 +367,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def measure(spec: dict) -> dict:
-    """:func:`worker` in a fresh Python process (so that its peak RSS is its own); its result.
-
-    Raises:
-        SystemExit: the worker failed (the end of its stderr is printed).
-    """
-    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
-    found = [line[len(_RESULT_PREFIX):] for line in done.stdout.splitlines() if line.startswith(_RESULT_PREFIX)]
-    if done.returncode or not found:
-        sys.stderr.write(done.stderr[-4000:])
-        raise SystemExit(f"the measurement of {spec['frames']} frames failed (exit status {done.returncode})")
-    return json.loads(found[-1])
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -398,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.render:
         json_path = Path(args.render)
-        _write(json_path.with_suffix(".md"), render_markdown(json.loads(json_path.read_text())))
+        write_atomic(json_path.with_suffix(".md"), render_markdown(json.loads(json_path.read_text())))
         return 0
     height, width = (int(v) for v in args.size.lower().split("x"))
     results = []
@@ -411,16 +388,11 @@ def main(argv: list[str] | None = None) -> int:
                     threads=args.threads, tiny=args.tiny)
         print(f"measuring {frames} frames at {width}x{height}, {args.steps} steps x strength {args.strength} ...",
               flush=True)
-        results.append(measure(spec))
+        results.append(measure(__file__, _RESULT_PREFIX, spec, f"{spec['frames']} frames"))
         print(json.dumps(results[-1], indent=1), flush=True)
     device_slug = "cpu" if args.device == "cpu" else args.device.replace(":", "")
-    json_path = Path(args.output_dir) / f"sateco_sampling_{device_slug}{'_tiny' if args.tiny else ''}.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    omp = os.environ.get("OMP_NUM_THREADS")
-    command = (f"OMP_NUM_THREADS={omp} " if omp else "") + "python benchmarks/sateco_sampling.py " + shlex.join(argv)
-    _write(json_path, json.dumps({"command": command, "results": results}, indent=1) + "\n")
-    # the markdown is rendered from the JSON file as written (the same numbers, printed as they are stored)
-    _write(json_path.with_suffix(".md"), render_markdown(json.loads(json_path.read_text())))
+    json_path = write_report(args.output_dir, f"sateco_sampling_{device_slug}{'_tiny' if args.tiny else ''}",
+                             "benchmarks/sateco_sampling.py", argv, results, render_markdown)
     print(f"wrote {json_path} and {json_path.with_suffix('.md')}")
     return 0
 

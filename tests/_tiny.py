@@ -56,3 +56,24 @@ def load_script(relative: str):  # noqa: ANN201 - a module
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def numbers_in(text: str) -> list[str]:
+    """The decimal numbers written in ``text`` (as strings, e.g. ``'12.5'``)."""
+    import re
+
+    return re.findall(r"\d+(?:\.\d+)?", text)
+
+
+def json_numbers(value: object) -> set[str]:
+    """Every int and float in a JSON value, as ``str`` prints it (booleans excluded): what a report rendered from
+    the JSON may print."""
+    if isinstance(value, bool):
+        return set()
+    if isinstance(value, (int, float)):
+        return {str(value)}
+    if isinstance(value, dict):
+        return set().union(*(json_numbers(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(json_numbers(v) for v in value)) if value else set()
+    return set()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import pytest
 
 from zoo.diffusion.tiles import plan_windows
+
+from _tiny import json_numbers, numbers_in  # noqa: E402 - tests/ is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,22 +26,6 @@ def bench():
     from _tiny import load_script
 
     return load_script("benchmarks/sateco_sampling.py")
-
-
-def _numbers(text: str) -> list[str]:
-    return re.findall(r"\d+(?:\.\d+)?", text)
-
-
-def _json_numbers(value: object) -> set[str]:
-    if isinstance(value, bool):
-        return set()
-    if isinstance(value, (int, float)):
-        return {str(value)}
-    if isinstance(value, dict):
-        return set().union(*(_json_numbers(v) for v in value.values())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(_json_numbers(v) for v in value)) if value else set()
-    return set()
 
 
 def test_tiny_run_counts_every_window_and_tile(bench, tmp_path):
@@ -100,9 +85,9 @@ def test_tiny_run_counts_every_window_and_tile(bench, tmp_path):
     assert f"| {ph['unet']} ({calls['unet']}) |" in row and f"| {ph['vae_decode']} ({vae_calls}) |" in row
     assert f"| {r['peak_rss_mib']} | {r['rss_before_mib']} | n/a |" in row
     # every figure of the table row and of the parameter counts is a number of the JSON, printed as stored
-    stored = _json_numbers(report)
+    stored = json_numbers(report)
     params = next(line for line in lines if line.startswith("Networks (M parameters):"))
-    figures = _numbers(row) + _numbers(params.split(":", 1)[1])
+    figures = numbers_in(row) + numbers_in(params.split(":", 1)[1])
     assert figures and not [n for n in figures if n not in stored], f"markdown figures not in the JSON: {figures}"
     # the markdown is a function of the JSON alone
     assert bench.main(["--render", str(json_path)]) == 0

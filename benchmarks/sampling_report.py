@@ -1,0 +1,59 @@
+"""What the full-sampling benchmarks of the diffusion families share: one measurement per fresh process, the JSON +
+markdown report written atomically, and the device line.
+
+Used by ``benchmarks/sateco_sampling.py`` and ``benchmarks/dc_vsr_sampling.py``: each script's ``worker`` measures one
+configuration and prints its result after a prefix; :func:`measure` runs it in a new Python process (so that its peak
+RSS is its own) and :func:`write_report` stores the results with the command that made them and renders the markdown
+from the stored JSON (every figure printed as it is stored).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed over it (no partial file)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def measure(script: str | Path, prefix: str, spec: dict, what: str) -> dict:
+    """``script --worker JSON(spec)`` in a fresh Python process; the JSON it printed after ``prefix``.
+
+    Raises:
+        SystemExit: the worker failed (the end of its stderr is printed; ``what`` names the measurement).
+    """
+    done = subprocess.run([sys.executable, str(script), "--worker", json.dumps(spec)], capture_output=True, text=True)
+    found = [line[len(prefix):] for line in done.stdout.splitlines() if line.startswith(prefix)]
+    if done.returncode or not found:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"the measurement of {what} failed (exit status {done.returncode})")
+    return json.loads(found[-1])
+
+
+def write_report(output_dir: str | Path, stem: str, script: str, argv: list[str], results: list[dict],
+                 render: Callable[[dict], str]) -> Path:
+    """Write ``<output_dir>/<stem>.json`` (``{"command", "results"}``; the command as typed, with ``OMP_NUM_THREADS``
+    when set) and the markdown ``render`` makes of the JSON as written. Returns the JSON path."""
+    json_path = Path(output_dir) / f"{stem}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    omp = os.environ.get("OMP_NUM_THREADS")
+    command = (f"OMP_NUM_THREADS={omp} " if omp else "") + f"python {script} " + shlex.join(argv)
+    write_atomic(json_path, json.dumps({"command": command, "results": results}, indent=1) + "\n")
+    write_atomic(json_path.with_suffix(".md"), render(json.loads(json_path.read_text())))
+    return json_path
+
+
+def device_text(first: dict, last: dict) -> str:
+    """The device line of a report: the GPU's name, or the CPU with its threads and the load average around the
+    runs."""
+    return first.get("gpu") or (f"CPU ({first['cpu']}, torch threads {first['threads']}, OMP_NUM_THREADS="
+                                f"{first['omp_num_threads']}; load average {first['load_avg_start']} at the start, "
+                                f"{last['load_avg_end']} at the end)")
