@@ -57,3 +57,46 @@ def device_text(first: dict, last: dict) -> str:
     return first.get("gpu") or (f"CPU ({first['cpu']}, torch threads {first['threads']}, OMP_NUM_THREADS="
                                 f"{first['omp_num_threads']}; load average {first['load_avg_start']} at the start, "
                                 f"{last['load_avg_end']} at the end)")
+
+
+def add_run_arguments(parser, results_dir: Path) -> None:  # noqa: ANN001 - argparse.ArgumentParser
+    """The options every sampling benchmark has: ``--device``, ``--dtype``, ``--threads``, ``--tiny``,
+    ``--output-dir``, ``--render`` and the hidden ``--worker``."""
+    import argparse
+
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, or OMP_NUM_THREADS)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the family's tiny variant: checks the script, not the model")
+    parser.add_argument("--output-dir", default=str(results_dir))
+    parser.add_argument("--render", metavar="JSON", help="only write the markdown of this JSON report next to it")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+
+
+def environment(load_start: float, *, rss_before_kib: int, peak_kib: int, exact: bool, device) -> dict:  # noqa: ANN001
+    """The fields of a result that describe the machine and the memory: RSS before and peak (MiB; ``VmHWM`` when
+    ``exact``), torch threads, ``OMP_NUM_THREADS``, load average at the start and now, CPU, Python, torch and
+    diffusers versions, and on CUDA the peak allocated memory and the GPU's name."""
+    import platform
+
+    import diffusers
+    import torch
+
+    fields = {
+        "rss_before_mib": int(round(rss_before_kib / 1024)),
+        "peak_rss_mib": int(round(peak_kib / 1024)),
+        "peak_method": "VmHWM" if exact else "VmRSS at end (no clear_refs)",
+        "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_avg_start": round(load_start, 2),
+        "load_avg_end": round(os.getloadavg()[0], 2),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+    }
+    if device.type == "cuda":
+        fields["peak_cuda_mib"] = int(round(torch.cuda.max_memory_allocated(device) / 2**20))
+        fields["gpu"] = torch.cuda.get_device_name(device)
+    return fields

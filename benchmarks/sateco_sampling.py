@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ for path in (ROOT, ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from sampling_report import device_text, measure, write_atomic, write_report  # noqa: E402
+from sampling_report import add_run_arguments, device_text, environment, measure, write_atomic, write_report  # noqa: E402,E501
 from speed import _malloc_trim, _reset_peak_rss, _status_kib  # noqa: E402 - the same peak-RSS method as speed.py
 from upscale_a_video_sampling import PhaseTimer, make_lq_clip  # noqa: E402 - the same clip and timers as UAV's
 
@@ -80,10 +79,6 @@ NETWORKS = ("unet", "vae", "text_encoder", "upscaler", "latent_encoder", "unet_a
 def _seconds(value: float) -> float:
     """Times in the report: 0.01 s (the markdown prints these very numbers)."""
     return round(float(value), 2)
-
-
-def _mib(kib_or_bytes: float, per_mib: int) -> int:
-    return int(round(kib_or_bytes / per_mib))
 
 
 def sampling_defaults(pipeline) -> dict:
@@ -172,7 +167,6 @@ def _reset_peaks(device) -> tuple[int, bool]:
 
 def worker(spec: dict) -> dict:
     """One measurement in this process (see the module docstring); returns the result dict."""
-    import diffusers
     import torch
     import transformers
 
@@ -237,22 +231,9 @@ def worker(spec: dict) -> dict:
         "phase_calls": {name: timer.calls[name] for name in phase_s},
         "rest_s": _seconds(seconds - sum(phase_s.values())),
         "output_checked": checked,
-        "rss_before_mib": _mib(rss_before, 1024),
-        "peak_rss_mib": _mib(peak_rss, 1024),
-        "peak_method": "VmHWM" if exact else "VmRSS at end (no clear_refs)",
-        "threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "load_avg_start": round(load_start, 2),
-        "load_avg_end": round(os.getloadavg()[0], 2),
-        "cpu": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
+        **environment(load_start, rss_before_kib=rss_before, peak_kib=peak_rss, exact=exact, device=device),
         "transformers": transformers.__version__,
     }
-    if cuda:
-        result["peak_cuda_mib"] = _mib(torch.cuda.max_memory_allocated(device), 2**20)
-        result["gpu"] = torch.cuda.get_device_name(device)
     return result
 
 
@@ -357,13 +338,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--vae-chunk", type=int, default=6)
     p.add_argument("--chunk-frames", type=int, default=24)
     p.add_argument("--overlap", type=int, default=4)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, or OMP_NUM_THREADS)")
-    p.add_argument("--tiny", action="store_true", help="the family's tiny variant: checks the script, not the model")
-    p.add_argument("--output-dir", default=str(ROOT / "benchmarks/results"))
-    p.add_argument("--render", metavar="JSON", help="only write the markdown of this JSON report next to it")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
+    add_run_arguments(p, ROOT / "benchmarks/results")
     return p.parse_args(argv)
 
 
