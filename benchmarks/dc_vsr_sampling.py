@@ -34,10 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -46,10 +43,8 @@ for path in (ROOT, ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from sampling_report import add_run_arguments, device_text, environment, measure, write_atomic, write_report  # noqa: E402,E501
-from sateco_sampling import _reset_peaks, _seconds  # noqa: E402 - the same peak and rounding rules
-from speed import _status_kib  # noqa: E402
-from upscale_a_video_sampling import PhaseTimer, make_lq_clip  # noqa: E402 - the same clip and timers as UAV's
+from sampling_report import add_run_arguments, device_text, measure, run_measurement, write_atomic, write_report  # noqa: E402,E501
+from sateco_sampling import _seconds  # noqa: E402 - the same rounding of times
 
 _RESULT_PREFIX = "DC_VSR_SAMPLING_RESULT "
 #: The command a GPU runs (the defaults end to end; nothing projected).
@@ -75,41 +70,24 @@ def worker(spec: dict) -> dict:
     """One measurement in this process (module docstring); returns the result dict."""
     import torch
 
-    from zoo.data.video_io import open_video
-    from zoo.inference import upscale_video
     from zoo.models.dc_vsr.load import build_pipeline, upscaler_from_pipeline
     from zoo.models.dc_vsr.sampling import SamplingOptions
 
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    device = torch.device(spec["device"])
-    cuda = device.type == "cuda"
-    load_start = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="dc_vsr_sampling_") as tmp:
-        tmp = Path(tmp)
-        source = Path(spec["input"])
-        lq_dir = make_lq_clip(source if source.exists() else ROOT / source, tmp / "lq", frames=spec["frames"],
-                              height=spec["height"], width=spec["width"])
-        started = time.perf_counter()
+    def build(tmp: Path):  # noqa: ANN202 - the pipeline
         torch.manual_seed(0)
-        pipeline = build_pipeline(None, variant="tiny" if spec["tiny"] else None, warn_random=False)
-        build_s = time.perf_counter() - started
-        params = {name: round(sum(p.numel() for p in getattr(pipeline, name).parameters()) / 1e6, 2)
-                  for name in ("unet", "vae")}
-        timer = PhaseTimer(cuda)
+        return build_pipeline(None, variant="tiny" if spec["tiny"] else None, warn_random=False)
+
+    def watch(timer, pipeline) -> None:  # noqa: ANN001
         timer.watch_module("unet", pipeline.unet)
         timer.watch_method("vae_encode", pipeline.vae, "encode")
         timer.watch_method("vae_decode", pipeline.vae, "decode")
-        options = {k: spec[k] for k in SAMPLING}
-        upscaler = upscaler_from_pipeline(pipeline, num_inference_steps=spec["steps"], progress=False, **options)
-        pipeline.to(device)
-        rss_before, exact = _reset_peaks(device)
-        summary = upscale_video(upscaler, lq_dir, tmp / "sr.mp4", scale=4, chunk_frames=spec["chunk_frames"],
-                                overlap=spec["overlap"], tile=None, device=device, dtype=spec["dtype"],
-                                progress=False)
-        peak_rss = _status_kib("VmHWM" if exact else "VmRSS")
-        written = open_video(tmp / "sr.mp4")
-        checked = dict(frames=written.num_frames, width=written.width, height=written.height)
+
+    options = {k: spec[k] for k in SAMPLING}
+    run = run_measurement(spec, root=ROOT, build=build, watch=watch, wrap=lambda pipeline: upscaler_from_pipeline(
+        pipeline, num_inference_steps=spec["steps"], progress=False, **options))
+    pipeline, timer, summary = run["pipeline"], run["timer"], run["summary"]
+    params = {name: round(sum(p.numel() for p in getattr(pipeline, name).parameters()) / 1e6, 2)
+              for name in ("unet", "vae")}
     default_steps = asdict(SamplingOptions())["num_inference_steps"]
     phase_s = {name: _seconds(timer.seconds[name]) for name, _ in PHASES if name in timer.calls}
     seconds = _seconds(summary["seconds"])
@@ -121,7 +99,7 @@ def worker(spec: dict) -> dict:
         "unet_tiles": unet_tiles(pipeline, min(spec["frames"], spec["chunk_frames"]), spec["height"], spec["width"],
                                  options),
         "params_m": params,
-        "build_s": _seconds(build_s),
+        "build_s": _seconds(run["build_s"]),
         "seconds": seconds,
         "s_per_frame": _seconds(seconds / spec["frames"]),
         "step_s": step_s,
@@ -131,8 +109,8 @@ def worker(spec: dict) -> dict:
         "phase_s": phase_s,
         "phase_calls": {name: timer.calls[name] for name in phase_s},
         "rest_s": _seconds(seconds - sum(phase_s.values())),
-        "output_checked": checked,
-        **environment(load_start, rss_before_kib=rss_before, peak_kib=peak_rss, exact=exact, device=device),
+        "output_checked": run["checked"],
+        **run["environment"],
     }
     return result
 

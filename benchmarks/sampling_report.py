@@ -100,3 +100,69 @@ def environment(load_start: float, *, rss_before_kib: int, peak_kib: int, exact:
         fields["peak_cuda_mib"] = int(round(torch.cuda.max_memory_allocated(device) / 2**20))
         fields["gpu"] = torch.cuda.get_device_name(device)
     return fields
+
+
+def reset_peaks(device) -> tuple[int, bool]:  # noqa: ANN001 - torch.device
+    """Start the peak-memory window (``benchmarks/speed.py``'s method): returns the RSS now (KiB) and whether
+    ``VmHWM`` was reset (else the RSS at the end is reported)."""
+    import gc
+
+    import torch
+    from speed import _malloc_trim, _reset_peak_rss, _status_kib
+
+    gc.collect()
+    _malloc_trim()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return _status_kib("VmRSS"), _reset_peak_rss()
+
+
+def run_measurement(spec: dict, *, root: Path, build: Callable, watch: Callable, wrap: Callable) -> dict:
+    """One timed ``vsrzoo upscale`` run of a family's sampler (the body of a benchmark's ``worker``).
+
+    The real clip ``spec['input']`` is area-resized to ``spec['height'] x spec['width']`` (first ``spec['frames']``
+    frames); ``build(tmp_dir)`` makes the pipeline (timed), ``watch(timer, pipeline)`` installs the
+    :class:`~upscale_a_video_sampling.PhaseTimer` hooks, ``wrap(pipeline)`` returns the upscaler module; then, with the
+    peak-memory window reset after the networks are built, :func:`zoo.inference.upscale_video` streams the clip in
+    ``spec['chunk_frames']`` / ``spec['overlap']`` chunks (the sampler tiles itself) into an H.264 mp4.
+
+    Returns:
+        ``{'pipeline', 'timer', 'build_s', 'summary', 'checked' (frames, width, height of the mp4 written),
+        'environment' (:func:`environment`)}``.
+    """
+    import tempfile
+    import time
+
+    import torch
+    from speed import _status_kib
+    from upscale_a_video_sampling import PhaseTimer, make_lq_clip
+
+    from zoo.data.video_io import open_video
+    from zoo.inference import upscale_video
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="sampling_benchmark_") as tmp:
+        tmp = Path(tmp)
+        source = Path(spec["input"])  # recorded as given; relative defaults are relative to the project root
+        lq_dir = make_lq_clip(source if source.exists() else root / source, tmp / "lq", frames=spec["frames"],
+                              height=spec["height"], width=spec["width"])
+        started = time.perf_counter()
+        pipeline = build(tmp)
+        build_s = time.perf_counter() - started
+        timer = PhaseTimer(device.type == "cuda")
+        watch(timer, pipeline)
+        upscaler = wrap(pipeline)
+        pipeline.to(device)
+        rss_before, exact = reset_peaks(device)
+        summary = upscale_video(upscaler, lq_dir, tmp / "sr.mp4", scale=4, chunk_frames=spec["chunk_frames"],
+                                overlap=spec["overlap"], tile=None, device=device, dtype=spec["dtype"],
+                                progress=False)
+        peak_rss = _status_kib("VmHWM" if exact else "VmRSS")
+        written = open_video(tmp / "sr.mp4")
+        checked = dict(frames=written.num_frames, width=written.width, height=written.height)
+    return {"pipeline": pipeline, "timer": timer, "build_s": build_s, "summary": summary, "checked": checked,
+            "environment": environment(load_start, rss_before_kib=rss_before, peak_kib=peak_rss, exact=exact,
+                                       device=device)}

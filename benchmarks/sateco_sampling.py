@@ -48,10 +48,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +56,8 @@ for path in (ROOT, ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from sampling_report import add_run_arguments, device_text, environment, measure, write_atomic, write_report  # noqa: E402,E501
-from speed import _malloc_trim, _reset_peak_rss, _status_kib  # noqa: E402 - the same peak-RSS method as speed.py
-from upscale_a_video_sampling import PhaseTimer, make_lq_clip  # noqa: E402 - the same clip and timers as UAV's
+from sampling_report import add_run_arguments, device_text, measure, run_measurement, write_atomic, write_report  # noqa: E402,E501
+from upscale_a_video_sampling import PhaseTimer  # noqa: E402 - the same timers as UAV's
 
 _RESULT_PREFIX = "SATECO_SAMPLING_RESULT "
 #: The command a GPU runs (the defaults end to end; nothing projected).
@@ -151,59 +147,22 @@ def watch(timer: PhaseTimer, pipeline) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ one run
-def _reset_peaks(device) -> tuple[int, bool]:
-    """Start the peak-memory window (speed.py's method): returns the RSS now (KiB) and whether ``VmHWM`` was reset
-    (else the RSS at the end is reported)."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    _malloc_trim()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    return _status_kib("VmRSS"), _reset_peak_rss()
-
-
 def worker(spec: dict) -> dict:
     """One measurement in this process (see the module docstring); returns the result dict."""
-    import torch
     import transformers
 
-    from zoo.data.video_io import open_video
-    from zoo.inference import upscale_video
     from zoo.models.sateco.load import upscaler_from_pipeline
 
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    device = torch.device(spec["device"])
-    cuda = device.type == "cuda"
-    load_start = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="sateco_sampling_") as tmp:
-        tmp = Path(tmp)
-        source = Path(spec["input"])  # recorded as given; relative defaults are relative to the project root
-        lq_dir = make_lq_clip(source if source.exists() else ROOT / source, tmp / "lq", frames=spec["frames"],
-                              height=spec["height"], width=spec["width"])
-        started = time.perf_counter()
-        pipeline = build_pipeline(tmp / "tokenizer", tiny=spec["tiny"], text_encoder=spec["text_encoder"])
-        build_s = time.perf_counter() - started
-        params = {name: round(sum(p.numel() for p in getattr(pipeline, name).parameters()) / 1e6, 2)
-                  for name in NETWORKS if getattr(pipeline, name, None) is not None}
-        timer = PhaseTimer(cuda)
-        watch(timer, pipeline)
-        upscaler = upscaler_from_pipeline(
+    measured = run_measurement(
+        spec, root=ROOT, build=lambda tmp: build_pipeline(tmp / "tokenizer", tiny=spec["tiny"],
+                                                          text_encoder=spec["text_encoder"]),
+        watch=watch, wrap=lambda pipeline: upscaler_from_pipeline(
             pipeline, num_inference_steps=spec["steps"], strength=spec["strength"],
             guidance_scale=spec["guidance_scale"], window=spec["window"], window_overlap=spec["window_overlap"],
-            tile=spec["tile"], tile_overlap=spec["tile_overlap"], vae_chunk=spec["vae_chunk"], progress=False)
-        pipeline.to(device)
-        rss_before, exact = _reset_peaks(device)
-        # the vsrzoo upscale path: stream chunks, the sampler windows and tiles itself (no upscale_video tiles)
-        summary = upscale_video(upscaler, lq_dir, tmp / "sr.mp4", scale=4, chunk_frames=spec["chunk_frames"],
-                                overlap=spec["overlap"], tile=None, device=device, dtype=spec["dtype"],
-                                progress=False)
-        peak_rss = _status_kib("VmHWM" if exact else "VmRSS")
-        written = open_video(tmp / "sr.mp4")
-        checked = dict(frames=written.num_frames, width=written.width, height=written.height)
+            tile=spec["tile"], tile_overlap=spec["tile_overlap"], vae_chunk=spec["vae_chunk"], progress=False))
+    pipeline, timer, summary = measured["pipeline"], measured["timer"], measured["summary"]
+    params = {name: round(sum(p.numel() for p in getattr(pipeline, name).parameters()) / 1e6, 2)
+              for name in NETWORKS if getattr(pipeline, name, None) is not None}
     defaults = sampling_defaults(pipeline)
     run = steps_run(pipeline, spec["steps"], spec["strength"])
     phase_s = {name: _seconds(timer.seconds[name]) for name, _ in PHASES if name in timer.calls}
@@ -220,7 +179,7 @@ def worker(spec: dict) -> dict:
         "latent_tiles": latent_tiles(pipeline, spec["height"], spec["width"], spec["tile"], spec["tile_overlap"]),
         "latent_tiles_at_default_size": latent_tiles(pipeline, *DEFAULT_SIZE, spec["tile"], spec["tile_overlap"]),
         "params_m": params,
-        "build_s": _seconds(build_s),
+        "build_s": _seconds(measured["build_s"]),
         "seconds": seconds,
         "s_per_frame": _seconds(seconds / spec["frames"]),
         "step_s": step_s,
@@ -230,8 +189,8 @@ def worker(spec: dict) -> dict:
         "phase_s": phase_s,
         "phase_calls": {name: timer.calls[name] for name in phase_s},
         "rest_s": _seconds(seconds - sum(phase_s.values())),
-        "output_checked": checked,
-        **environment(load_start, rss_before_kib=rss_before, peak_kib=peak_rss, exact=exact, device=device),
+        "output_checked": measured["checked"],
+        **measured["environment"],
         "transformers": transformers.__version__,
     }
     return result
