@@ -166,3 +166,26 @@ def run_measurement(spec: dict, *, root: Path, build: Callable, watch: Callable,
     return {"pipeline": pipeline, "timer": timer, "build_s": build_s, "summary": summary, "checked": checked,
             "environment": environment(load_start, rss_before_kib=rss_before, peak_kib=peak_rss, exact=exact,
                                        device=device)}
+
+
+def worker_or_render(args, prefix: str, worker: Callable[[dict], dict], render: Callable[[dict], str]) -> bool:  # noqa: ANN001
+    """Handle the two modes of a sampling benchmark besides measuring: ``--worker SPEC`` (measure in this process and
+    print the result after ``prefix``) and ``--render JSON`` (write the markdown next to a JSON report). Returns
+    whether one of them ran."""
+    if args.worker:
+        print(prefix + json.dumps(worker(json.loads(args.worker))), flush=True)
+        return True
+    if args.render:
+        json_path = Path(args.render)
+        write_atomic(json_path.with_suffix(".md"), render(json.loads(json_path.read_text())))
+        return True
+    return False
+
+
+def finish(args, name: str, script: str, argv: list[str], results: list[dict], render: Callable[[dict], str]) -> int:  # noqa: ANN001
+    """Write ``<output_dir>/<name>_<device>[_tiny].json`` and its markdown (:func:`write_report`), say so, return 0."""
+    device_slug = "cpu" if args.device == "cpu" else args.device.replace(":", "")
+    json_path = write_report(args.output_dir, f"{name}_{device_slug}{'_tiny' if args.tiny else ''}", script, argv,
+                             results, render)
+    print(f"wrote {json_path} and {json_path.with_suffix('.md')}")
+    return 0

@@ -56,7 +56,7 @@ for path in (ROOT, ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from sampling_report import add_run_arguments, device_text, measure, run_measurement, write_atomic, write_report  # noqa: E402,E501
+from sampling_report import add_run_arguments, device_text, finish, measure, run_measurement, worker_or_render  # noqa: E402,E501
 from upscale_a_video_sampling import PhaseTimer  # noqa: E402 - the same timers as UAV's
 
 _RESULT_PREFIX = "SATECO_SAMPLING_RESULT "
@@ -304,12 +304,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    if args.worker:
-        print(_RESULT_PREFIX + json.dumps(worker(json.loads(args.worker))), flush=True)
-        return 0
-    if args.render:
-        json_path = Path(args.render)
-        write_atomic(json_path.with_suffix(".md"), render_markdown(json.loads(json_path.read_text())))
+    if worker_or_render(args, _RESULT_PREFIX, worker, render_markdown):
         return 0
     height, width = (int(v) for v in args.size.lower().split("x"))
     results = []
@@ -324,11 +319,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         results.append(measure(__file__, _RESULT_PREFIX, spec, f"{spec['frames']} frames"))
         print(json.dumps(results[-1], indent=1), flush=True)
-    device_slug = "cpu" if args.device == "cpu" else args.device.replace(":", "")
-    json_path = write_report(args.output_dir, f"sateco_sampling_{device_slug}{'_tiny' if args.tiny else ''}",
-                             "benchmarks/sateco_sampling.py", argv, results, render_markdown)
-    print(f"wrote {json_path} and {json_path.with_suffix('.md')}")
-    return 0
+    return finish(args, "sateco_sampling", "benchmarks/sateco_sampling.py", argv, results, render_markdown)
 
 
 if __name__ == "__main__":
