@@ -164,11 +164,13 @@ class DCVSRPipeline(nn.Module):
         self.control = PropagationControl(sap_stride=int(p["sap_stride"]), num_frames_kept=int(p["num_frames_kept"]))
         layers = propagation_layers(unet, int(p["first_layers"]), int(p["last_layers"]))
         self.processor_roles = install_processors(unet, self.control, layers=layers, dssag_layers=p["dssag_layers"])
+        # the gamma schedule's options are checked now, not at the first guided step
         dssag_gamma(1.0, sigma_min=0.002, sigma_max=700.0, gamma_min=float(p["gamma_min"]), rho=float(p["rho"]))
 
-    # ------------------------------------------------------------------ properties
+    #: Upscaling factor (the condition is the LQ upsampled x4).
     scale = 4
 
+    # ------------------------------------------------------------------ properties
     @property
     def device(self) -> torch.device:
         """Where the UNet runs."""
