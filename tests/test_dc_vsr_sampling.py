@@ -111,3 +111,44 @@ def test_odd_sizes_are_padded_and_cropped_and_bad_options_fail_before_any_work(p
             pipeline.as_upscaler(**bad)
     with pytest.raises(ConfigError, match="unknown DC-VSR sampling options"):
         pipeline.as_upscaler(strength=0.5)
+
+
+def test_the_denoising_loop_equals_diffusers_stable_video_diffusion_pipeline(tmp_path, monkeypatch):
+    """With SAP, TAP and DSSAG off and one tile, DC-VSR's loop runs the UNet exactly as diffusers'
+    ``StableVideoDiffusionPipeline`` does (scaled noisy latent + condition latent on channels, image tokens, time ids,
+    zero-condition guidance, the scheduler's own steps): given SVD's condition (the image latent repeated over the
+    frames) and its CLIP embedding, the final latents agree."""
+    import PIL.Image
+    from diffusers import StableVideoDiffusionPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from zoo.hub import family
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = build_pipeline(None, variant="tiny", conditioning={"noise_aug_strength": 0.0})
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                                                             num_attention_heads=2, image_size=224, patch_size=32,
+                                                             projection_dim=32)).eval()
+    svd = StableVideoDiffusionPipeline(vae=ours.vae, image_encoder=encoder, unet=ours.unet, scheduler=ours.scheduler,
+                                       feature_extractor=CLIPImageProcessor())
+    frames, size, steps, guidance = 3, 32, 3, 2.5
+    pixels = torch.randint(0, 256, (size, size, 3), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    image = PIL.Image.fromarray(pixels.numpy())
+    with torch.no_grad():
+        embeds = svd._encode_image(image, "cpu", 1, False)  # (1, 1, 32): SVD's CLIP preprocessing
+        image_latent = ours.vae.encode(svd.video_processor.preprocess(image, height=size, width=size)).latent_dist.mode()
+    monkeypatch.setattr(ours, "condition_latents", lambda up, noise, **_: image_latent[:, None].repeat(1, frames, 1,
+                                                                                                        1, 1))
+    monkeypatch.setattr(ours, "image_embeddings", lambda up: embeds)
+    lq = torch.rand(1, frames, 3, size // 4, size // 4)
+    got = ours.sample_latents(lq, num_inference_steps=steps, guidance_scale=guidance, sap=False, tap=False,
+                              dssag=False, seed=7, window=None, tile=None, vae_tile=None)
+    start = torch.randn(got.shape, generator=chunk_generator(7, 0))  # the sampler's first draw
+    with torch.no_grad():
+        want = svd(image, height=size, width=size, num_frames=frames, num_inference_steps=steps,
+                   min_guidance_scale=guidance, max_guidance_scale=guidance, fps=7, motion_bucket_id=127,
+                   noise_aug_strength=0.0, latents=start.clone(), output_type="latent").frames
+    assert family("dc_vsr").variant("tiny")["unet"]["cross_attention_dim"] == embeds.shape[-1]
+    torch.testing.assert_close(got, want.float(), rtol=1e-5, atol=1e-5)
