@@ -165,3 +165,26 @@ def test_dssag_schedule_and_step_alternation():
     assert [PropagationControl(sap=False).step_mode(i) for i in range(3)] == [("tap", False), ("tap", True),
                                                                             ("tap", False)]
     assert PropagationControl(sap=False, tap=False).step_mode(0) == (None, False)
+
+
+def test_tap_steps_keep_the_sap_store_current_so_a_sap_step_sees_the_whole_frame():
+    """A TAP step over two side-by-side tiles writes both into SAP's store; on the next (SAP) step the first tile
+    already attends to the second tile's subsample, from the TAP step, unmasked."""
+    attn = _attention()
+    width = 2 * W
+    full = torch.randn(FRAMES, H, width, C, generator=torch.Generator().manual_seed(4))
+    halves = [rearrange(full[:, :, s], "n y x c -> n (y x) c") for s in (slice(0, W), slice(W, width))]
+    control = PropagationControl(sap_stride=2, num_frames=FRAMES)
+    tiles = [_tile(spans=((0, FRAMES), (0, H), (0, W)), shape=(FRAMES, H, width)),
+             _tile(spans=((0, FRAMES), (0, H), (W, width)), shape=(FRAMES, H, width), key=(0, 1))]
+    control.begin_step("tap", None)
+    for tile, tokens in zip(tiles, halves):
+        control.begin_tile(tile)
+        _run(attn, control, tokens)
+    assert bool(control.stores["layer"].filled.all())
+    control.begin_step("sap", None)
+    control.begin_tile(tiles[0])
+    out = _run(attn, control, halves[0])
+    whole_sub = rearrange(full[:, 1::2, 1::2], "n y x c -> n (y x) c")
+    torch.testing.assert_close(out, _reference(attn, halves[0], torch.cat([halves[0], whole_sub], 1)), rtol=1e-5,
+                               atol=1e-5)

@@ -11,9 +11,10 @@ of them read one :class:`PropagationControl`, which the sampler updates before e
   spatial self-attention layers in execution order, :func:`propagation_layers`): the tile's keys and values are
   extended with keys and values of features subsampled uniformly over the whole frame (every ``stride``-th token of
   the layer's grid in both directions, the grid starting at ``stride // 2``). The features of the whole frame come from
-  a frame-level store of the layer's input (its normalised hidden states at the subsampled positions only): each tile
-  first writes the positions it covers, then reads the whole frame's, so a frame mixes this step's features (tiles
-  already done) with the previous step's (tiles not yet done). Positions never written (the first step) are masked.
+  a frame-level store of the layer's input (its normalised hidden states at the subsampled positions only), written by
+  every tile on every step (SAP or TAP) while SAP is on: on a SAP step each tile first writes the positions it covers,
+  then reads the whole frame's, so a frame mixes this step's features (tiles already done) with the previous step's
+  (tiles not yet done). Positions never written (SAP alone, first step) are masked.
 - **TAP** (temporal attention propagation): keys and values carried from the tile's temporal neighbour at the same
   spatial position, the previous tile in time on a forward step and the next one on a backward step (the sampler
   visits tiles in that order): of the neighbour's frames, the ``num_frames_kept`` (L = 4) whose keys have the largest
@@ -229,9 +230,22 @@ class PropagationAttnProcessor:
         gamma = ctl.gamma if ctl.dssag and ctl.uncond_rows > 0 else None
         plain = encoder_hidden_states is not None or attention_mask is not None or hidden_states.ndim != 3 \
             or attn.spatial_norm is not None or attn.group_norm is not None
+        if not plain and self.propagate and ctl.sap and tile is not None and not sap:
+            # keep SAP's store current on the other steps too, so that a SAP step finds every frame's latest features
+            self._write_store(hidden_states, self._rows(hidden_states))
         if plain or not (sap or tap or gamma is not None):
             return self._plain(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         return self._attend(attn, hidden_states, sap=sap, tap=tap, gamma=gamma)
+
+    def _rows(self, hidden_states: torch.Tensor) -> int:
+        """Clips in the batch: attention rows / frames per clip."""
+        ctl, tile = self.control, self.control.tile
+        batch = hidden_states.shape[0]
+        frames = ctl.num_frames or (tile.spans[0][1] - tile.spans[0][0] if tile is not None else 0)
+        if frames < 1 or batch % frames:
+            raise ConfigError(f"{self.name}: {batch} attention rows do not split into clips of {frames} frames (set "
+                              "PropagationControl.num_frames)")
+        return batch // frames
 
     def _attend(self, attn: Attention, hidden_states: torch.Tensor, *, sap: bool, tap: bool,
                 gamma: float | None) -> torch.Tensor:
@@ -249,11 +263,8 @@ class PropagationAttnProcessor:
         if attn.norm_k is not None:
             k = attn.norm_k(k)
         keys, values, masks = [k], [v], [None]
-        frames = ctl.num_frames or (tile.spans[0][1] - tile.spans[0][0] if tile is not None else 0)
-        if frames < 1 or batch % frames:
-            raise ConfigError(f"{self.name}: {batch} attention rows do not split into clips of {frames} frames (set "
-                              "PropagationControl.num_frames)")
-        rows = batch // frames
+        rows = self._rows(hidden_states)
+        frames = batch // rows
         if sap:
             extra_k, extra_v, mask = self._sap(attn, hidden_states, rows)
             keys.append(extra_k)
@@ -301,6 +312,22 @@ class PropagationAttnProcessor:
     def _sap(self, attn: Attention, hidden_states: torch.Tensor, rows: int
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """SAP: write this tile's subsampled layer input into the store, read the whole frame's, project it."""
+        store = self._write_store(hidden_states, rows)
+        t0, t1 = self.control.tile.spans[0]
+        features = rearrange(store.values[:, t0:t1], "r n y x c -> (r n) (y x) c").to(hidden_states)
+        heads = attn.heads
+        extra_k = rearrange(attn.to_k(features), "b m (h d) -> b h m d", h=heads)
+        extra_v = rearrange(attn.to_v(features), "b m (h d) -> b h m d", h=heads)
+        if attn.norm_k is not None:
+            extra_k = attn.norm_k(extra_k)
+        filled = store.filled[t0:t1]
+        mask = None
+        if not bool(filled.all()):
+            mask = repeat(rearrange(filled, "n y x -> n (y x)"), "n m -> (r n) m", r=rows).to(hidden_states.device)
+        return extra_k, extra_v, mask
+
+    def _write_store(self, hidden_states: torch.Tensor, rows: int) -> _Store:
+        """Write the tile's layer input at the subsampled positions it covers into SAP's frame-level store."""
         ctl, tile = self.control, self.control.tile
         (t0, t1), (y0, y1), (x0, x1) = tile.spans
         T, H, W = tile.shape
@@ -321,17 +348,7 @@ class PropagationAttnProcessor:
             gy0, gy1, gx0, gx1 = int(gy[0]), int(gy[-1]) + 1, int(gx[0]), int(gx[-1]) + 1
             store.values[:, t0:t1, gy0:gy1, gx0:gx1] = local.to("cpu", store.values.dtype)
             store.filled[t0:t1, gy0:gy1, gx0:gx1] = True
-        features = rearrange(store.values[:, t0:t1], "r n y x c -> (r n) (y x) c").to(hidden_states)
-        heads = attn.heads
-        extra_k = rearrange(attn.to_k(features), "b m (h d) -> b h m d", h=heads)
-        extra_v = rearrange(attn.to_v(features), "b m (h d) -> b h m d", h=heads)
-        if attn.norm_k is not None:
-            extra_k = attn.norm_k(extra_k)
-        filled = store.filled[t0:t1]
-        mask = None
-        if not bool(filled.all()):
-            mask = repeat(rearrange(filled, "n y x -> n (y x)"), "n m -> (r n) m", r=rows).to(hidden_states.device)
-        return extra_k, extra_v, mask
+        return store
 
 
 def install_processors(unet: nn.Module, control: PropagationControl, *, layers: Sequence[str] | None = None,
