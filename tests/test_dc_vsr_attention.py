@@ -188,3 +188,16 @@ def test_tap_steps_keep_the_sap_store_current_so_a_sap_step_sees_the_whole_frame
     whole_sub = rearrange(full[:, 1::2, 1::2], "n y x c -> n (y x) c")
     torch.testing.assert_close(out, _reference(attn, halves[0], torch.cat([halves[0], whole_sub], 1)), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_in_svd_the_propagation_layers_are_the_full_resolution_ends():
+    """SVD img2vid's UNet (built on the meta device: no memory): 16 spatial self-attention layers; SAP/TAP act on
+    both of the first down block and the last two of the last up block, all at the latent resolution."""
+    from zoo.diffusion.bases import SVD_UNET
+
+    with torch.device("meta"):
+        unet = UNetSpatioTemporalConditionModel(**SVD_UNET)
+    assert len(spatial_self_attention_layers(unet)) == 16
+    assert propagation_layers(unet) == [f"{block}.transformer_blocks.0.attn1" for block in (
+        "down_blocks.0.attentions.0", "down_blocks.0.attentions.1", "up_blocks.3.attentions.1",
+        "up_blocks.3.attentions.2")]
