@@ -251,7 +251,7 @@ class PropagationAttnProcessor:
                 gamma: float | None) -> torch.Tensor:
         ctl, tile = self.control, self.control.tile
         residual = hidden_states
-        batch, tokens, _ = hidden_states.shape
+        batch = hidden_states.shape[0]
         heads = attn.heads
 
         def split(x: torch.Tensor) -> torch.Tensor:
