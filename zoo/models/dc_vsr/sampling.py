@@ -204,16 +204,23 @@ class DCVSRPipeline(nn.Module):
         up = bicubic_skip(rearrange(lq, "b t c h w -> (b t) c h w"), self.scale).clamp(0.0, 1.0)
         return rearrange(up, "(b t) c h w -> b t c h w", b=b)
 
+    def condition_frames(self, up: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The VAE input of the condition: ``2 up - 1 + a noise`` for upsampled frames ``up`` in [0, 1] (any layout,
+        ``noise`` like it or None; ``a`` = ``noise_aug_strength``: SVD's noise augmentation)."""
+        x = up * 2.0 - 1.0
+        return x if noise is None else x + float(self.conditioning["noise_aug_strength"]) * noise
+
+    def encode_condition(self, frames: torch.Tensor) -> torch.Tensor:
+        """Condition latents of ``frames`` (b, n, 3, H, W) in about [-1, 1]: the VAE encoder's posterior mode, NOT
+        multiplied by the scaling factor (SVD's convention for its concatenated latent); on the frames' device."""
+        return diffusers_encoder(self.vae)(frames) / float(self.vae.config.scaling_factor)
+
     def condition_latents(self, up: torch.Tensor, noise: torch.Tensor | None = None, *, chunk: int | None = 14,
                           tile: int | None = None, tile_overlap: int = 0) -> torch.Tensor:
-        """SVD-convention condition latents of ``up`` (b, t, 3, H, W) [0, 1]: ``E(2 up - 1 + a noise)`` (mode, not
-        scaled), CPU float32 (b, t, c, H/8, W/8). ``noise`` like ``up`` (None: no augmentation noise)."""
-        x = up * 2.0 - 1.0
-        if noise is not None:
-            x = x + float(self.conditioning["noise_aug_strength"]) * noise
-        z = encode_chunked(diffusers_encoder(self.vae), x, factor=self.vae_factor, chunk=chunk, tile=tile,
-                           tile_overlap=tile_overlap, device=self.device)
-        return z / float(self.vae.config.scaling_factor)
+        """:meth:`encode_condition` of :meth:`condition_frames` over chunks and tiles: ``up`` (b, t, 3, H, W) [0, 1]
+        -> CPU float32 (b, t, c, H/8, W/8)."""
+        return encode_chunked(self.encode_condition, self.condition_frames(up, noise), factor=self.vae_factor,
+                              chunk=chunk, tile=tile, tile_overlap=tile_overlap, device=self.device)
 
     def unet_prediction(self, x: torch.Tensor, timestep: torch.Tensor | float, *, cond: torch.Tensor,
                         image_embeds: torch.Tensor, added_time_ids: torch.Tensor) -> torch.Tensor:

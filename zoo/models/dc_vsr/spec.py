@@ -87,8 +87,9 @@ def load(path: str | Path | None, *, variant: str | None = None, **overrides: An
     SPEC.check_variant(variant, path)
     if variant is not None:
         overrides["variant"] = variant
-    if not isinstance(overrides.get("svd", ""), (str, Path)) and overrides.get("svd") is not None:
-        raise ConfigError(f"svd must be a folder path; got {overrides['svd']!r}")
+    svd = overrides.get("svd")
+    if svd is not None and not isinstance(svd, (str, Path)):
+        raise ConfigError(f"svd must be a folder path; got {svd!r}")
     pipeline = load_dcvsr_pipeline(path, **overrides)
     return upscaler_from_pipeline(pipeline, **sampling)
 

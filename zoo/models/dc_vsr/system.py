@@ -124,27 +124,24 @@ class DCVSR(LatentDiffusionSystem):
 
     # ------------------------------------------------------------------ training
     @torch.no_grad()
-    def _latents(self, lq: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(z, l)``: the GT latent (diffusion space) and the condition latent (unscaled), both (b, t, c, h, w)."""
-        vae = self.net_g.vae
-        encode = diffusers_encoder(vae)
+    def _latents(self, lq: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(z, l, up)``: the GT latent (diffusion space), the condition latent (unscaled; with SVD's noise
+        augmentation), both (b, t, c, h, w), and the bicubic-upsampled LQ (b, t, 3, 4h, 4w)."""
         up = self.net_g.upsample(lq.float())
-        aug = float(self.net_g.conditioning["noise_aug_strength"]) * torch.randn_like(up)
-        cond = encode(up * 2.0 - 1.0 + aug) / float(vae.config.scaling_factor)
-        return encode(gt.float() * 2.0 - 1.0), cond
+        cond = self.net_g.encode_condition(self.net_g.condition_frames(up, torch.randn_like(up)))
+        return diffusers_encoder(self.net_g.vae)(gt.float() * 2.0 - 1.0), cond, up
 
     def diffusion_loss(self, lq: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         """The EDM loss on one batch: ``lq`` (b, t, 3, h, w), ``gt`` (b, t, 3, 4h, 4w), both in [0, 1] (scalar
         float32)."""
-        z, cond = self._latents(lq, gt)
+        z, cond, up = self._latents(lq, gt)
         b = z.shape[0]
         keep = (torch.rand(b, device=z.device) >= self.hparams.condition_dropout).to(cond.dtype)
         cond = cond * keep.view(b, 1, 1, 1, 1)
         sigmas = sample_edm_sigmas(b, p_mean=self.hparams.p_mean, p_std=self.hparams.p_std, device=z.device)
         pair = edm_training_pair(z, torch.randn_like(z), sigmas,
                                  prediction_type=self.net_g.scheduler.config.prediction_type)
-        with torch.no_grad():
-            image_embeds = self.net_g.image_embeddings(self.net_g.upsample(lq.float())).to(z.device)
+        image_embeds = self.net_g.image_embeddings(up).to(z.device)
         pred = self.net_g.unet_prediction(pair["model_input"], pair["timestep"], cond=cond,
                                           image_embeds=image_embeds * keep.view(b, 1, 1),
                                           added_time_ids=self.net_g.added_time_ids(b).to(z.device))
