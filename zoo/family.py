@@ -94,6 +94,8 @@ class FamilySpec:
         variants: named configurations (timm's habit): ``{'tiny': {...}}``, each a dict of component options that
             ``load(None, variant=...)``, the family's systems (``variant`` argument) and the tests build from.
         readme: the family's README, relative to the package (``models/<family>/README.md``).
+        weight_names: names ``load`` resolves itself instead of paths (weights an installed package ships, e.g.
+            Real-ESRGAN's ``'x4plus'``).
     """
 
     name: str
@@ -105,6 +107,7 @@ class FamilySpec:
     sampling_options: tuple[SamplingOption, ...] = ()
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     readme: str = ""
+    weight_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("regression", "diffusion"):

