@@ -237,7 +237,8 @@ def upscale_main(argv: Sequence[str]) -> int:
                 if key in overrides and flag is not None:
                     raise ConfigError(f"{key} given both as --{key.replace('_', '-')} and as --option; give it once")
                 overrides.setdefault(key, value)
-            overrides.setdefault("progress", not args.no_progress)
+            if spec.kind == "diffusion":
+                overrides.setdefault("progress", not args.no_progress)
             tile = None
         parent.mkdir(parents=True, exist_ok=True)
         net = load_pretrained(args.model, None if args.random_weights else args.weights, variant=args.variant,

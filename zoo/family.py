@@ -29,9 +29,9 @@ class Chunking:
         overlap: frames shared (cross-faded) by consecutive chunks.
         tile: LQ tile side in pixels (None: whole frames).
         tile_overlap: LQ pixels shared by neighbouring tiles.
-        tiles_in_sampler: True for diffusion samplers that tile their latents themselves: ``--tile`` and
-            ``--tile-overlap`` are then handed to the loader as the ``tile`` / ``tile_overlap`` options instead of
-            :func:`zoo.inference.upscale_video` tiling the frames.
+        tiles_in_sampler: True for upscalers that tile themselves (diffusion samplers their latents, Real-ESRGAN
+            the ncnn tool's way): ``--tile`` and ``--tile-overlap`` are then handed to the loader as the ``tile`` /
+            ``tile_overlap`` options instead of :func:`zoo.inference.upscale_video` tiling the frames.
     """
 
     chunk_frames: int | None = 30

@@ -62,13 +62,14 @@ def _arch_of(shapes: list[tuple[int, ...]], has_prelu: bool, source: str) -> tup
     return "rrdbnet", scale, dict(num_feat=shapes[0][0], num_block=blocks, num_grow_ch=shapes[1][0])
 
 
-def load_realesrgan(path: str | Path, *, pre_pad: int = 10) -> nn.Module:
+def load_realesrgan(path: str | Path, *, pre_pad: int = 10, tile: int | None = None) -> nn.Module:
     """A :class:`~zoo.models.realesrgan.net.RealESRGANNet` with released weights, in eval mode on the CPU.
 
     Args:
         path: a name of :data:`PACKAGE_MODELS` (``'x4plus'``, ``'animevideov3-x4'``, ...), an ncnn ``.param`` (its
             ``.bin`` next to it), or an official ``.pth`` (``params_ema`` preferred, else ``params``).
-        pre_pad: reflection padding in LQ px around each frame.
+        pre_pad: context in LQ px around each tile (reflected at the frame border; the ncnn tool's 10).
+        tile: tile side in LQ px (None: whole frames).
 
     Raises:
         WeightsError: a missing file or package, or weights of no Real-ESRGAN architecture (named).
@@ -89,7 +90,8 @@ def load_realesrgan(path: str | Path, *, pre_pad: int = 10) -> nn.Module:
         layers = read_ncnn(path, path.with_suffix(".bin"))
         shapes = [tuple(layer.weight.shape) for layer in layers if layer.kind == "Convolution"]
         arch, scale, options = _arch_of(shapes, any(layer.kind == "PReLU" for layer in layers), str(path))
-        net = RealESRGANNet(arch=arch, scale=scale, pre_pad=pre_pad, final_resize=final_resize(path), **options)
+        net = RealESRGANNet(arch=arch, scale=scale, pre_pad=pre_pad, tile=tile, final_resize=final_resize(path),
+                            **options)
         load_ncnn_weights(net.net, path, path.with_suffix(".bin"))
         return net.eval()
     state = read_checkpoint(path)
@@ -100,7 +102,7 @@ def load_realesrgan(path: str | Path, *, pre_pad: int = 10) -> nn.Module:
     shapes = [tuple(v.shape) for k, v in state.items() if k.endswith("weight") and v.ndim == 4]
     has_prelu = any(k.endswith("weight") and v.ndim == 1 for k, v in state.items())
     arch, scale, options = _arch_of(shapes, has_prelu, str(path))
-    net = RealESRGANNet(arch=arch, scale=scale, pre_pad=pre_pad, **options)
+    net = RealESRGANNet(arch=arch, scale=scale, pre_pad=pre_pad, tile=tile, **options)
     missing, unexpected = net.net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise WeightsError(f"{path} does not fit {arch}: missing {missing[:3]}, unexpected {unexpected[:3]}")

@@ -14,10 +14,29 @@ VARIANTS: dict[str, dict[str, Any]] = {"tiny": {"net": dict(arch="rrdbnet", num_
 
 def load(path: str | Path | None, *, variant: str | None = None, **overrides: Any) -> Any:
     """:class:`~zoo.models.realesrgan.net.RealESRGANNet` from released weights (a package name such as ``'x4plus'``,
-    an ncnn ``.param`` or an official ``.pth``), or random (a variant's sizes, loud warning)."""
+    an ncnn ``.param`` or an official ``.pth``), or random (a variant's sizes, loud warning).
+
+    ``tile`` (LQ px, None or 0: whole frames) and ``tile_overlap`` (LQ px that neighbouring tiles' inputs share: twice
+    the context ``pre_pad`` each tile reads on each side; the ncnn tool's 10 px context is ``tile_overlap=20``) are the
+    ``vsrzoo upscale --tile/--tile-overlap`` flags: this family tiles itself, the ncnn tool's way.
+
+    Raises:
+        ConfigError: an odd ``tile_overlap``, or both ``tile_overlap`` and ``pre_pad``.
+    """
+    from zoo.errors import ConfigError
     from zoo.models.realesrgan.load import load_realesrgan
     from zoo.models.realesrgan.net import RealESRGANNet
 
+    if overrides.get("tile") == 0:
+        overrides["tile"] = None
+    if "tile_overlap" in overrides:
+        overlap = overrides.pop("tile_overlap")
+        if "pre_pad" in overrides:
+            raise ConfigError("give Real-ESRGAN's context as tile_overlap (= 2 x pre_pad) or pre_pad, not both")
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0 or overlap % 2:
+            raise ConfigError(f"Real-ESRGAN tile_overlap is twice the context each tile reads on each side: an even "
+                              f"integer >= 0; got {overlap!r}")
+        overrides["pre_pad"] = overlap // 2
     return load_or_build(SPEC, path, variant, overrides, load_weights=load_realesrgan, build=RealESRGANNet)
 
 
@@ -31,7 +50,7 @@ SPEC = FamilySpec(
         "an ncnn .param (its .bin next to it)",
         "the official RealESRGAN_x4plus.pth / realesr-animevideov3.pth",
     ),
-    chunking=Chunking(chunk_frames=8, overlap=0, tile=256, tile_overlap=16),
+    chunking=Chunking(chunk_frames=8, overlap=0, tile=256, tile_overlap=20, tiles_in_sampler=True),
     variants=VARIANTS,
     readme="models/realesrgan/README.md",
     weight_names=("x4plus", "x4plus-anime", "animevideov3-x2", "animevideov3-x3", "animevideov3-x4"),
