@@ -10,6 +10,8 @@ is linked to the model's ``scale``. ``vsrzoo`` offers the same four subcommands 
   in ``--help``, the chunking and tiling defaults, and the sampling flags of the diffusion families (built from each
   spec's ``sampling_options``; a flag another family owns is refused). ``--random-weights`` (optionally with
   ``--variant tiny``) instead of ``--weights`` runs random networks end to end.
+* ``vsrzoo compare INPUT -o compare.mp4 --model bicubic --model realesrgan:x4plus ...``: several models on the same
+  frames, as one labelled side-by-side video and a table (:mod:`zoo.benchmark.compare`).
 * ``vsrzoo models``: the family table. ``vsrzoo benchmark``: leaderboard runs (:mod:`zoo.benchmark`).
 
 Recipes are parsed with jsonargparse's ``omegaconf`` mode, so a YAML file can interpolate its own values
@@ -23,7 +25,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from zoo.benchmark.command import benchmark_main
+from zoo.benchmark.command import benchmark_main, compare_main
 from zoo.errors import ZooError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -274,7 +276,8 @@ def models_main(argv: Sequence[str]) -> int:
     return 0
 
 
-USER_COMMANDS = {"upscale": upscale_main, "benchmark": benchmark_main, "models": models_main}
+USER_COMMANDS = {"upscale": upscale_main, "compare": compare_main, "benchmark": benchmark_main,
+                 "models": models_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -293,10 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "usage: vsrzoo {fit,validate,test,predict} --config zoo/<family>.yaml [...]\n"
             "       vsrzoo upscale INPUT -o OUTPUT --model realbasicvsr --weights PATH [...]\n"
+            "       vsrzoo compare INPUT -o compare.mp4 --model bicubic --model realesrgan:x4plus [...]\n"
             "       vsrzoo benchmark --suite configs/benchmarks/<suite>.yaml\n"
             "       vsrzoo models\n\n"
             "fit/validate/test/predict: the LightningCLI subcommands (also available as the `lightning` command).\n"
             "upscale: upscale a real video or frame folder; see `vsrzoo upscale --help`.\n"
+            "compare: several models on the same frames, one labelled video and a table; see `vsrzoo compare --help`.\n"
             "benchmark: leaderboard runs; models: the family table."
         )
         return 0
