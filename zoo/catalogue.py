@@ -14,11 +14,13 @@ Local places (nothing else is searched, nothing is downloaded at run time):
 
 ``$TORCH_HOME`` defaults to ``~/.cache/torch`` (torch's rule: ``torch.hub.get_dir()``).
 
-A leaf module: plain frozen dataclasses and :mod:`zoo.errors`; torch is imported only to ask for its hub folder.
+A leaf module: plain frozen dataclasses and :mod:`zoo.errors`; it does not import torch.
 """
 from __future__ import annotations
 
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,7 +28,7 @@ from typing import Literal
 from zoo.errors import ConfigError
 
 __all__ = ["ALEXNET", "DIFFUSERS_PATTERNS", "RAFT_LARGE", "SHARED_FILES", "SPYNET", "VGG19", "WeightFile",
-           "checkpoints_dir", "folders_dir"]
+           "checkpoints_dir", "folders_dir", "hub_dir"]
 
 #: What ``snapshot_download`` fetches of a diffusers repository: configs, tokenizer files and the fp32 safetensors of
 #: each component (not the single-file ``.ckpt`` / ``.safetensors`` at the root, nor the fp16 or ``.bin`` copies).
@@ -135,18 +137,27 @@ class WeightFile:
                 if not any((folder / option).is_file() for option in item.split("|"))]
 
 
-def checkpoints_dir() -> Path:
-    """``$TORCH_HOME/hub/checkpoints``: where ``'file'`` entries live (``torch.hub.get_dir()`` + ``checkpoints``)."""
-    import torch.hub
+def hub_dir() -> Path:
+    """``torch.hub.get_dir()`` without importing torch (``vsrzoo weights`` stays quick).
 
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    When torch is loaded its own answer is used (it honours ``torch.hub.set_dir``); otherwise torch's rule:
+    ``$TORCH_HOME/hub``, with ``$TORCH_HOME`` defaulting to ``$XDG_CACHE_HOME/torch`` or ``~/.cache/torch``.
+    """
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:
+        return Path(hub.get_dir())
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
+
+
+def checkpoints_dir() -> Path:
+    """``$TORCH_HOME/hub/checkpoints``: where ``'file'`` entries live (torch.hub's, torchvision's and mmediting's)."""
+    return hub_dir() / "checkpoints"
 
 
 def folders_dir() -> Path:
     """``$TORCH_HOME/hub/vsrzoo``: where folder entries (diffusers repositories, released folders) live."""
-    import torch.hub
-
-    return Path(torch.hub.get_dir()) / "vsrzoo"
+    return hub_dir() / "vsrzoo"
 
 
 _TORCHVISION = "https://download.pytorch.org/models/"
