@@ -249,3 +249,21 @@ def test_hub_dir_follows_torchs_rule(tmp_path, monkeypatch):
         with monkeypatch.context() as patch:
             patch.delitem(sys.modules, "torch.hub")
             assert hub_dir() == expected
+
+
+def test_missing_weights_messages_name_the_download_command(tmp_path, monkeypatch):
+    import torch
+
+    from zoo.errors import WeightsError
+    from zoo.hub import load_pretrained
+    from zoo.metrics.temporal import _raft_model
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsError, match="`vsrzoo weights download raft_large` fetches them"):
+        _raft_model(torch.device("cpu"))
+    with pytest.raises(WeightsError, match="vsrzoo weights download realesrgan_x4plus"):
+        load_pretrained("realesrgan", tmp_path / "RealESRGAN_x4plus.pth")
+    with pytest.raises(WeightsError, match="vsrzoo weights download svd_img2vid"):
+        from zoo.models.dc_vsr.load import check_svd_folder
+
+        check_svd_folder(tmp_path / "no_svd")
