@@ -13,6 +13,7 @@ is linked to the model's ``scale``. ``vsrzoo`` offers the same four subcommands 
 * ``vsrzoo compare INPUT -o compare.mp4 --model bicubic --model realesrgan:x4plus ...``: several models on the same
   frames, as one labelled side-by-side video and a table (:mod:`zoo.benchmark.compare`).
 * ``vsrzoo models``: the family table. ``vsrzoo benchmark``: leaderboard runs (:mod:`zoo.benchmark`).
+* ``vsrzoo weights list | download NAME | verify [NAME]``: the weight files the zoo can use (:mod:`zoo.weights_command`).
 
 Recipes are parsed with jsonargparse's ``omegaconf`` mode, so a YAML file can interpolate its own values
 (``every_n_train_steps: ${trainer.val_check_interval}``) instead of repeating them.
@@ -27,6 +28,7 @@ from typing import Sequence
 
 from zoo.benchmark.command import benchmark_main, compare_main
 from zoo.errors import ZooError
+from zoo.weights_command import weights_main
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -277,7 +279,7 @@ def models_main(argv: Sequence[str]) -> int:
 
 
 USER_COMMANDS = {"upscale": upscale_main, "compare": compare_main, "benchmark": benchmark_main,
-                 "models": models_main}
+                 "models": models_main, "weights": weights_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,11 +300,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "       vsrzoo upscale INPUT -o OUTPUT --model realbasicvsr --weights PATH [...]\n"
             "       vsrzoo compare INPUT -o compare.mp4 --model bicubic --model realesrgan:x4plus [...]\n"
             "       vsrzoo benchmark --suite configs/benchmarks/<suite>.yaml\n"
-            "       vsrzoo models\n\n"
+            "       vsrzoo models\n"
+            "       vsrzoo weights {list,download NAME,verify [NAME]}\n\n"
             "fit/validate/test/predict: the LightningCLI subcommands (also available as the `lightning` command).\n"
             "upscale: upscale a real video or frame folder; see `vsrzoo upscale --help`.\n"
             "compare: several models on the same frames, one labelled video and a table; see `vsrzoo compare --help`.\n"
-            "benchmark: leaderboard runs; models: the family table."
+            "benchmark: leaderboard runs; models: the family table; weights: the weight files (list, fetch, check)."
         )
         return 0
     return lightning_main(None if argv == sys.argv[1:] else argv)

@@ -5,7 +5,8 @@ family. Everything outside a family's folder that needs to know about the family
 ``vsrzoo upscale`` and its flags, ``vsrzoo models``, ``vsrzoo benchmark`` entries, the notebook) reads the spec,
 so adding a family is its folder plus that one line.
 
-This module is a leaf: plain frozen dataclasses, no torch import, so the table is cheap to read.
+This module is a leaf: plain frozen dataclasses (the weight files from :mod:`zoo.catalogue`), no torch import, so
+the table is cheap to read.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from zoo.catalogue import WeightFile
 from zoo.errors import ConfigError
 
 __all__ = ["Chunking", "FamilySpec", "SamplingOption", "load_or_build"]
@@ -96,6 +98,8 @@ class FamilySpec:
         readme: the family's README, relative to the package (``models/<family>/README.md``).
         weight_names: names ``load`` resolves itself instead of paths (weights an installed package ships, e.g.
             Real-ESRGAN's ``'x4plus'``).
+        files: the released weights the family loads, as catalogue entries (``vsrzoo weights list``); shared files
+            (RAFT, AlexNet, VGG19, SPyNet) are in :data:`zoo.catalogue.SHARED_FILES` instead.
     """
 
     name: str
@@ -108,6 +112,7 @@ class FamilySpec:
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     readme: str = ""
     weight_names: tuple[str, ...] = ()
+    files: tuple[WeightFile, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("regression", "diffusion"):
@@ -148,6 +153,13 @@ class FamilySpec:
     def accepted_weights(self) -> str:
         """The weight forms as one phrase for messages."""
         return "; ".join(self.weight_forms)
+
+    def download_hint(self) -> str:
+        """``'; released weights: `vsrzoo weights download A` (or B)'`` for messages, or ``''`` without :attr:`files`."""
+        if not self.files:
+            return ""
+        commands = " or ".join(f"`{entry.download_command}`" for entry in self.files)
+        return f"; released weights: {commands} (`vsrzoo weights list` shows where each goes)"
 
     def readme_path(self) -> Path | None:
         """Absolute path of the family's README (None when not declared)."""

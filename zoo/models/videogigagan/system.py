@@ -33,6 +33,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from zoo.catalogue import ALEXNET
 from zoo.config import describe_module
 from zoo.errors import ConfigError, InputError, WeightsError
 from zoo.diffusion.tiles import TileAccumulator, plan_windows, window_weights
@@ -203,8 +204,8 @@ class VideoGigaGAN(VSRSystem):
         if not metric.is_available:
             raise WeightsError(
                 f"lpips_weight > 0 needs the LPIPS AlexNet trunk: put torchvision's '{ALEXNET_FILE}' at "
-                f"{metric.weights_path} (or pass lpips_weights / set TORCH_HOME), or set lpips_weight: 0 to train "
-                f"without LPIPS. Nothing is downloaded at run time."
+                f"{metric.weights_path} (`{ALEXNET.download_command}` fetches it; or pass lpips_weights / set "
+                f"TORCH_HOME), or set lpips_weight: 0 to train without LPIPS. Nothing is downloaded at run time."
             )
         return metric
 
