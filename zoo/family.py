@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from zoo.errors import ConfigError
 
-__all__ = ["Chunking", "FamilySpec", "SamplingOption", "load_or_build"]
+__all__ = ["Chunking", "CpuHint", "FamilySpec", "SamplingOption", "format_duration", "load_or_build"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,57 @@ class SamplingOption:
         return (self.flag or self.name).replace("-", "_")
 
 
+def format_duration(seconds: float) -> str:
+    """``169`` -> ``'2 min 49 s'``, ``42.4`` -> ``'42 s'``, ``3725`` -> ``'1 h 2 min'`` (for one-line messages)."""
+    total = int(round(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@dataclass(frozen=True)
+class CpuHint:
+    """What one training step of a family's full-size recipe costs on the CPU, and the smaller override to use there.
+
+    The family's systems warn with :meth:`message` (one line, once, at the start of ``fit`` / ``validate`` / ``test``
+    / ``predict``: :meth:`zoo.systems.base.VSRSystem.setup`) when :meth:`applies`: the run is on the CPU and the model
+    is full size.
+
+    Attributes:
+        override: the CPU override to compose after the recipe (``configs/<family>/tiny_cpu.yaml``).
+        step_seconds: the measured wall time of one training step of the full-size recipe on this project's 2-core
+            CPU (fp32, random weights).
+        measured: where that figure was measured and is recorded (a ``benchmarks/results`` file).
+        peak_rss_gb: the process's peak resident memory in that measurement (GB, 1e9 bytes), if recorded.
+        note: a few words qualifying the figure (e.g. what the step left out), or ``''``.
+        min_params: models with fewer parameters than this are not full size (tiny variants and reduced widths have
+            a few million at most); models built from a named variant never are.
+    """
+
+    override: str
+    step_seconds: float
+    measured: str
+    peak_rss_gb: float | None = None
+    note: str = ""
+    min_params: int = 50_000_000
+
+    def applies(self, *, device_type: str, num_params: int, variant: str | None) -> bool:
+        """True for a full-size model (no named ``variant``, at least :attr:`min_params` parameters) on the CPU."""
+        return device_type == "cpu" and variant is None and num_params >= self.min_params
+
+    def message(self, family: str, num_params: int) -> str:
+        """The one-line warning: family, parameter count, measured cost per training step, the override."""
+        memory = f", {self.peak_rss_gb:.1f} GB peak RSS" if self.peak_rss_gb is not None else ""
+        note = f", {self.note}" if self.note else ""
+        return (f"{family}: full-size model ({num_params / 1e6:.1f} M parameters) on the CPU: one training step of the "
+                f"full-size recipe took {format_duration(self.step_seconds)}{memory} on this project's 2-core CPU "
+                f"({self.measured}{note}); for a CPU run add --config {self.override}")
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """A model family as the rest of the zoo sees it.
@@ -96,6 +147,8 @@ class FamilySpec:
         readme: the family's README, relative to the package (``models/<family>/README.md``).
         weight_names: names ``load`` resolves itself instead of paths (weights an installed package ships, e.g.
             Real-ESRGAN's ``'x4plus'``).
+        cpu_hint: for a family whose full-size recipe is slow on a CPU: the measured cost of a training step and the
+            CPU override to use instead (:class:`CpuHint`); None: no warning.
     """
 
     name: str
@@ -108,6 +161,7 @@ class FamilySpec:
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     readme: str = ""
     weight_names: tuple[str, ...] = ()
+    cpu_hint: CpuHint | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("regression", "diffusion"):

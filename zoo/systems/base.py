@@ -14,11 +14,13 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 
 from zoo.data.degradations import bicubic_upsample
+from zoo.family import CpuHint
 from zoo.inference import upscale_tensor
 from zoo.metrics import VideoMetrics
 from zoo.provenance import provenance
@@ -75,9 +77,12 @@ class VSRSystem(L.LightningModule):
     Attributes:
         family: the family table name of the subclass (``'realbasicvsr'``, ...), written into every checkpoint under
             ``checkpoint['vsrzoo']['family']`` so that a loader can say which family a checkpoint belongs to.
+        cpu_hint: the family spec's :class:`~zoo.family.CpuHint` (its ``FamilySpec.cpu_hint``), or None: a full-size
+            model run on the CPU is then announced in one line at the start of every run (:meth:`setup`).
     """
 
     family: str = ""
+    cpu_hint: CpuHint | None = None
 
     def __init__(self, *, scale: int = 4, evaluation: EvalOptions | None = None) -> None:
         super().__init__()
@@ -153,6 +158,31 @@ class VSRSystem(L.LightningModule):
         self.manual_backward(loss_fake)
         opt_d.step()
         return {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
+
+    # ------------------------------------------------------------------ start of a run
+    def setup(self, stage: str) -> None:
+        """At the start of ``fit`` / ``validate`` / ``test`` / ``predict``: warn once, in one line, when a full-size
+        model of a family with a :attr:`cpu_hint` runs on the CPU (:meth:`cpu_warning`). Subclasses that override
+        ``setup`` call ``super().setup(stage)``."""
+        try:
+            device_type = self.trainer.strategy.root_device.type
+        except RuntimeError:  # not attached to a Trainer (setup called by hand)
+            return
+        message = self.cpu_warning(device_type)
+        if message is not None:
+            rank_zero_warn(message)
+
+    def cpu_warning(self, device_type: str) -> str | None:
+        """The one-line warning of :attr:`cpu_hint` for a run on ``device_type`` (``'cpu'``, ``'cuda'``, ...), or None
+        (no hint, not the CPU, a named ``variant`` or fewer than the hint's ``min_params`` parameters)."""
+        hint = self.cpu_hint
+        if hint is None:
+            return None
+        num_params = sum(p.numel() for p in self.parameters())
+        variant = self.hparams.get("variant") if hasattr(self, "hparams") else None
+        if not hint.applies(device_type=device_type, num_params=num_params, variant=variant):
+            return None
+        return hint.message(self.family, num_params)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -178,7 +178,9 @@ class VideoGigaGAN(VSRSystem):
 
     def setup(self, stage: str) -> None:
         """When fitting starts, build the LPIPS loss (``lpips_weight > 0``): a missing AlexNet file stops the run here,
-        before any step, with a :class:`~zoo.errors.WeightsError` naming the file."""
+        before any step, with a :class:`~zoo.errors.WeightsError` naming the file. Then the shared start of a run
+        (:meth:`zoo.systems.base.VSRSystem.setup`)."""
+        super().setup(stage)
         if stage == "fit" and self.hparams.lpips_weight > 0 and self.lpips is None:
             self.__dict__["_lpips"] = self.build_lpips(self.hparams.lpips_weights)
 
