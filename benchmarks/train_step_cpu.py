@@ -144,6 +144,11 @@ def render(report: dict) -> str:
         "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for row in sorted(report["results"], key=lambda r: r["family"]):
+        if "stopped" in row:  # a measurement stopped before the step ended: lower bounds, recorded by hand
+            lines.append(f"| {row['family']} | `{row['command']}` | {row['params'] / 1e6:.1f} | "
+                         f"{row['trained_params'] / 1e6:.1f} | — | — | > {row['step_s_more_than']} | — | "
+                         f"> {row['peak_rss_mib_more_than']} | 2 | — | {row['commit']} | {row['stopped']} |")
+            continue
         if "reported" in row:  # a figure reported elsewhere and recorded here by hand (not measured by this script)
             lines.append(f"| {row['family']} | `{row['command']}` | {row['params'] / 1e6:.1f} | — | — | — | "
                          f"{row['step_s']} | — | {row['peak_rss_mib']} | — | — | — | {row['reported']} |")
@@ -156,7 +161,7 @@ def render(report: dict) -> str:
                      f"{row['trained_params'] / 1e6:.1f} | {batch} | {row['build_s']} | {row['step_s']} | "
                      f"{row['rss_built_mib']} | {row['peak_rss_mib']} | {row['threads']} (nproc {row['nproc']}) | "
                      f"{row['load_avg_start']} / {row['load_avg_end']} | {row['commit']} | {note} |")
-    measured = [row for row in report["results"] if "reported" not in row]
+    measured = [row for row in report["results"] if "reported" not in row and "stopped" not in row]
     if measured:
         lines += ["", f"Device: CPU ({measured[0]['cpu']}), torch {measured[0]['torch']}, fp32. "
                   "The machine's 2 cores may be shared with other jobs (the load columns)."]

@@ -102,6 +102,8 @@ class CpuHint:
         measured: where that figure was measured and is recorded (a ``benchmarks/results`` file).
         peak_rss_gb: the process's peak resident memory in that measurement (GB, 1e9 bytes), if recorded.
         note: a few words qualifying the figure (e.g. what the step left out), or ``''``.
+        finished: False when the measured step was stopped before it ended: :attr:`step_seconds` and
+            :attr:`peak_rss_gb` are then lower bounds (the time and memory when it was stopped).
         min_params: models with fewer parameters than this are not full size (tiny variants and reduced widths have
             a few million at most); models built from a named variant never are.
     """
@@ -112,6 +114,7 @@ class CpuHint:
     peak_rss_gb: float | None = None
     note: str = ""
     min_params: int = 50_000_000
+    finished: bool = True
 
     def applies(self, *, device_type: str, num_params: int, variant: str | None) -> bool:
         """True for a full-size model (no named ``variant``, at least :attr:`min_params` parameters) on the CPU."""
@@ -119,11 +122,15 @@ class CpuHint:
 
     def message(self, family: str, num_params: int) -> str:
         """The one-line warning: family, parameter count, measured cost per training step, the override."""
-        memory = f", {self.peak_rss_gb:.1f} GB peak RSS" if self.peak_rss_gb is not None else ""
+        duration = format_duration(self.step_seconds)
+        cost = f"took {duration}" if self.finished else f"ran more than {duration} without finishing"
+        memory = ""
+        if self.peak_rss_gb is not None:
+            memory = f", {self.peak_rss_gb:.1f} GB {'peak RSS' if self.finished else 'RSS when stopped'}"
         note = f", {self.note}" if self.note else ""
         return (f"{family}: full-size model ({num_params / 1e6:.1f} M parameters) on the CPU: one training step of the "
-                f"full-size recipe took {format_duration(self.step_seconds)}{memory} on this project's 2-core CPU "
-                f"({self.measured}{note}); for a CPU run add --config {self.override}")
+                f"full-size recipe {cost}{memory} on this project's 2-core CPU ({self.measured}{note}); for a CPU "
+                f"run add --config {self.override}")
 
 
 @dataclass(frozen=True)
