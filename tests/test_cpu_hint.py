@@ -12,8 +12,10 @@ import re
 import warnings
 from pathlib import Path
 
+import lightning as L
 import pytest
 
+from zoo.data.datamodule import VSRDataModule
 from zoo.family import CpuHint, format_duration
 from zoo.hub import FAMILIES
 
@@ -69,8 +71,8 @@ def _ours(records: list[warnings.WarningMessage], family: str) -> list[str]:
 
 def test_warning_and_validation_sampler(monkeypatch, capsys):
     """The tiny variant is silent at setup; the same system seen as full size (no variant, a hint whose threshold
-    it passes) warns once, in one line, on the CPU only. Validation: ``model.init_args.sampling.num_inference_steps``
-    is the sampler's step count (every clip: one sampler call, one scheduler step per denoising step) and
+    it passes) warns once, in one line, on the CPU only (here at the start of ``predict``). Validation:
+    ``model.init_args.sampling.num_inference_steps`` is the sampler's step count (every clip: one sampler call, one scheduler step per denoising step) and
     ``sampling.progress`` its tqdm bar (steps done / total, rate). The three diffusion systems hand ``sampling`` to
     their pipeline the same way (``net_g(lq, **asdict(self.sampling))``); Upscale-A-Video stands for them."""
     monkeypatch.chdir(ROOT)
@@ -96,9 +98,15 @@ def test_warning_and_validation_sampler(monkeypatch, capsys):
 
     monkeypatch.setitem(system.hparams, "variant", None)
     monkeypatch.setattr(system, "cpu_hint", dataclasses.replace(system.cpu_hint, min_params=0))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_predict_batches=0)
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
-        system.setup("fit")
-    lines = _ours(records, "upscale_a_video")
-    assert len(lines) == 1 and "\n" not in lines[0] and "configs/upscale_a_video/tiny_cpu.yaml" in lines[0]
+        trainer.predict(system, datamodule=VSRDataModule(predict_paths=["zoo/assets/sample/demo_000"]))
+    ours = [r for r in records if str(r.message).startswith("upscale_a_video: full-size model")]
+    assert len(ours) == 1, [str(r.message) for r in records]
+    line = str(ours[0].message)
+    assert "\n" not in line and "configs/upscale_a_video/tiny_cpu.yaml" in line
+    # attributed to Lightning's hook runner, which Lightning's warning format prints as one line
+    assert "lightning" in Path(ours[0].filename).parts, ours[0].filename
     assert system.cpu_warning("cuda") is None  # on a GPU: silent

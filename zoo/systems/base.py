@@ -9,6 +9,7 @@ next to a bicubic baseline, image grids (bicubic | SR | GT crops) in TensorBoard
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,15 @@ class EvalOptions:
     flow: str = "auto"
     num_log_images: int = 2
     log_crop: int = 192
+
+
+def _zoo_frames() -> int:
+    """How many consecutive frames of the ``zoo`` package call the function that calls this one (itself included)."""
+    frame, count = sys._getframe(1), 0
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "zoo":
+        count += 1
+        frame = frame.f_back
+    return count
 
 
 # plain data: checkpoints that record it in their hyper-parameters load with torch.load(weights_only=True)
@@ -170,7 +180,9 @@ class VSRSystem(L.LightningModule):
             return
         message = self.cpu_warning(device_type)
         if message is not None:
-            rank_zero_warn(message)
+            # attributed to the first caller outside the zoo (Lightning's hook runner), which Lightning's warning
+            # format prints as one line: skip rank_zero_warn's three frames and the zoo's own
+            rank_zero_warn(message, stacklevel=4 + _zoo_frames())
 
     def cpu_warning(self, device_type: str) -> str | None:
         """The one-line warning of :attr:`cpu_hint` for a run on ``device_type`` (``'cpu'``, ``'cuda'``, ...), or None
