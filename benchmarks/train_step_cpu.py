@@ -139,8 +139,8 @@ def render(report: dict) -> str:
         "`on_train_batch_end` (forward, backward, optimizer step). Peak RSS: the process's `VmHWM` (build + step).",
         "These are the figures the one-line warning of a full-size CPU run quotes (`FamilySpec.cpu_hint`).",
         "",
-        "| family | command | params (M) | trained (M) | batch | build (s) | step (s) | RSS built (MiB) | peak RSS (MiB) "
-        "| threads | load start / end | commit | note |",
+        "| family | command | params (M) | trained (M) | batch | build (s) | step (s) | RSS built (MiB) "
+        "| peak RSS (MiB) | threads | load start / end | commit | note |",
         "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for row in sorted(report["results"], key=lambda r: r["family"]):

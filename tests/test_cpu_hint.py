@@ -73,8 +73,9 @@ def test_warning_and_validation_sampler(monkeypatch, capsys):
     """The tiny variant is silent at setup; the same system seen as full size (no variant, a hint whose threshold
     it passes) warns once, in one line, on the CPU only (here at the start of ``predict``). Validation:
     ``model.init_args.sampling.num_inference_steps`` is the sampler's step count (every clip: one sampler call, one
-    scheduler step per denoising step) and ``sampling.progress`` its tqdm bar (steps done / total, rate). The three diffusion systems hand ``sampling`` to
-    their pipeline the same way (``net_g(lq, **asdict(self.sampling))``); Upscale-A-Video stands for them."""
+    scheduler step per denoising step) and ``sampling.progress`` its tqdm bar (steps done / total, rate). The three
+    diffusion systems hand ``sampling`` to their pipeline the same way (``net_g(lq, **asdict(self.sampling))``);
+    Upscale-A-Video stands for them."""
     monkeypatch.chdir(ROOT)
     cli = _tiny_cli("upscale_a_video", "--model.init_args.sampling.num_inference_steps=3",
                     "--model.init_args.sampling.progress=true")
