@@ -146,7 +146,8 @@ def render(report: dict) -> str:
     for row in sorted(report["results"], key=lambda r: r["family"]):
         if "stopped" in row:  # a measurement stopped before the step ended: lower bounds, recorded by hand
             lines.append(f"| {row['family']} | `{row['command']}` | {row['params'] / 1e6:.1f} | "
-                         f"{row['trained_params'] / 1e6:.1f} | — | — | > {row['step_s_more_than']} | — | "
+                         f"{row['trained_params'] / 1e6:.1f} | — | — | "
+                         f"{'> %s' % row['step_s_more_than'] if row['step_s_more_than'] is not None else 'OOM'} | — | "
                          f"> {row['peak_rss_mib_more_than']} | 2 | — | {row['commit']} | {row['stopped']} |")
             continue
         if "reported" in row:  # a figure reported elsewhere and recorded here by hand (not measured by this script)

@@ -98,7 +98,8 @@ class CpuHint:
     Attributes:
         override: the CPU override to compose after the recipe (``configs/<family>/tiny_cpu.yaml``).
         step_seconds: the measured wall time of one training step of the full-size recipe on this project's 2-core
-            CPU (fp32, random weights).
+            CPU (fp32, random weights); None when the step ran out of memory (:attr:`peak_rss_gb` is then the memory
+            it held when it was killed).
         measured: where that figure was measured and is recorded (a ``benchmarks/results`` file).
         peak_rss_gb: the process's peak resident memory in that measurement (GB, 1e9 bytes), if recorded.
         note: a few words qualifying the figure (e.g. what the step left out), or ``''``.
@@ -109,7 +110,7 @@ class CpuHint:
     """
 
     override: str
-    step_seconds: float
+    step_seconds: float | None
     measured: str
     peak_rss_gb: float | None = None
     note: str = ""
@@ -122,11 +123,16 @@ class CpuHint:
 
     def message(self, family: str, num_params: int) -> str:
         """The one-line warning: family, parameter count, measured cost per training step, the override."""
-        duration = format_duration(self.step_seconds)
-        cost = f"took {duration}" if self.finished else f"ran more than {duration} without finishing"
         memory = ""
-        if self.peak_rss_gb is not None:
-            memory = f", {self.peak_rss_gb:.1f} GB {'peak RSS' if self.finished else 'RSS when stopped'}"
+        if self.step_seconds is None:
+            cost = "ran out of memory"
+            if self.peak_rss_gb is not None:
+                memory = f" (killed at {self.peak_rss_gb:.1f} GB RSS)"
+        else:
+            duration = format_duration(self.step_seconds)
+            cost = f"took {duration}" if self.finished else f"ran more than {duration} without finishing"
+            if self.peak_rss_gb is not None:
+                memory = f", {self.peak_rss_gb:.1f} GB {'peak RSS' if self.finished else 'RSS when stopped'}"
         note = f", {self.note}" if self.note else ""
         return (f"{family}: full-size model ({num_params / 1e6:.1f} M parameters) on the CPU: one training step of the "
                 f"full-size recipe {cost}{memory} on this project's 2-core CPU ({self.measured}{note}); for a CPU "

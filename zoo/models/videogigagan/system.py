@@ -39,6 +39,7 @@ from zoo.diffusion.tiles import TileAccumulator, plan_windows, window_weights
 from zoo.losses import CharbonnierLoss, GANLoss
 from zoo.layers.discriminators import VideoDiscriminator
 from zoo.models.videogigagan.net import VideoGigaGANNet
+from zoo.models.videogigagan.spec import SPEC
 from zoo.systems.base import EvalOptions, VSRSystem
 
 __all__ = ["VideoGigaGAN", "upscale_with_whole_clip_propagation"]
@@ -119,6 +120,7 @@ class VideoGigaGAN(VSRSystem):
     """
 
     family = "videogigagan"
+    cpu_hint = SPEC.cpu_hint
 
     def __init__(
         self,
