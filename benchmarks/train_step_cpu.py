@@ -22,6 +22,9 @@ full-size CPU run (:mod:`zoo.family`). One family per process (memory)::
     OMP_NUM_THREADS=2 python benchmarks/train_step_cpu.py sateco
     OMP_NUM_THREADS=2 python benchmarks/train_step_cpu.py dc_vsr --stateless-optimizer
 
+Watch the memory: on this machine (23.5 GiB, no swap) DC-VSR's step was stopped at 22 GB and VideoGigaGAN's was
+killed by the kernel's OOM killer at 25 GB; those rows of the report were written by hand from what was observed.
+
 Results are merged into ``benchmarks/results/train_step_cpu.json`` (one entry per family, the command that made it)
 and ``train_step_cpu.md`` is rendered from that JSON.
 """
