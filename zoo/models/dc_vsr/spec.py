@@ -9,7 +9,7 @@ from typing import Any
 
 from zoo.catalogue import WeightFile
 from zoo.errors import ConfigError
-from zoo.family import Chunking, FamilySpec, SamplingOption
+from zoo.family import Chunking, CpuHint, FamilySpec, SamplingOption
 
 __all__ = ["FILES", "SAMPLING_OPTIONS", "SPEC", "SVD_IMG2VID", "UNET_EMA", "VARIANTS", "load", "parse_switch"]
 
@@ -132,4 +132,9 @@ SPEC = FamilySpec(
     variants=VARIANTS,
     readme="models/dc_vsr/README.md",
     files=FILES,
+    # `python benchmarks/train_step_cpu.py dc_vsr --stateless-optimizer`: one step of zoo/dc_vsr.yaml (14 frames of
+    # 512 px GT, 1.62 G parameters, 1.52 G trained) ran 19+ min and was stopped at 22.0 GB RSS (memory exhausted)
+    cpu_hint=CpuHint(override="configs/dc_vsr/tiny_cpu.yaml", step_seconds=1140.0, peak_rss_gb=22.0, finished=False,
+                     measured="benchmarks/results/train_step_cpu.md",
+                     note="forward + backward only, the machine's 23.5 GiB of memory ran out"),
 )

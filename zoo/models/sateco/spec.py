@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.catalogue import WeightFile
-from zoo.family import Chunking, FamilySpec, SamplingOption
+from zoo.family import Chunking, CpuHint, FamilySpec, SamplingOption
 
 __all__ = ["FILES", "SAMPLING_OPTIONS", "SD21_BASE", "SPEC", "VARIANTS", "load"]
 
@@ -101,4 +101,8 @@ SPEC = FamilySpec(
     variants=VARIANTS,
     readme="models/sateco/README.md",
     files=FILES,
+    # `OMP_NUM_THREADS=2 python benchmarks/train_step_cpu.py sateco`: one step of zoo/sateco.yaml (stage 2, 6 frames
+    # of 256 px GT, 1004.7 M parameters of which 40.9 M train)
+    cpu_hint=CpuHint(override="configs/sateco/tiny_cpu.yaml", step_seconds=93.8, peak_rss_gb=6.9,
+                     measured="benchmarks/results/train_step_cpu.md"),
 )

@@ -76,6 +76,7 @@ class _UpscaleAVideoCommon(LatentDiffusionSystem):
     """Shared pieces: the pipeline as ``net_g``, sampling for evaluation."""
 
     family = "upscale_a_video"
+    cpu_hint = SPEC.cpu_hint
     net_g: UpscaleAVideoPipeline
     sampling: SamplingOptions
 

@@ -40,6 +40,7 @@ from zoo.diffusion.tiles import TileAccumulator, plan_windows, window_weights
 from zoo.losses import CharbonnierLoss, GANLoss
 from zoo.layers.discriminators import VideoDiscriminator
 from zoo.models.videogigagan.net import VideoGigaGANNet
+from zoo.models.videogigagan.spec import SPEC
 from zoo.systems.base import EvalOptions, VSRSystem
 
 __all__ = ["VideoGigaGAN", "upscale_with_whole_clip_propagation"]
@@ -120,6 +121,7 @@ class VideoGigaGAN(VSRSystem):
     """
 
     family = "videogigagan"
+    cpu_hint = SPEC.cpu_hint
 
     def __init__(
         self,
@@ -179,7 +181,9 @@ class VideoGigaGAN(VSRSystem):
 
     def setup(self, stage: str) -> None:
         """When fitting starts, build the LPIPS loss (``lpips_weight > 0``): a missing AlexNet file stops the run here,
-        before any step, with a :class:`~zoo.errors.WeightsError` naming the file."""
+        before any step, with a :class:`~zoo.errors.WeightsError` naming the file. Then the shared start of a run
+        (:meth:`zoo.systems.base.VSRSystem.setup`)."""
+        super().setup(stage)
         if stage == "fit" and self.hparams.lpips_weight > 0 and self.lpips is None:
             self.__dict__["_lpips"] = self.build_lpips(self.hparams.lpips_weights)
 
