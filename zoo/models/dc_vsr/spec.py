@@ -13,13 +13,13 @@ from zoo.family import Chunking, CpuHint, FamilySpec, SamplingOption
 
 __all__ = ["FILES", "SAMPLING_OPTIONS", "SPEC", "SVD_IMG2VID", "UNET_EMA", "VARIANTS", "load", "parse_switch"]
 
-#: The authors' UNet EMA (their Hugging Face repository, listed on the first author's profile) and the SVD folder
-#: whose VAE and scheduler it runs with.
+#: The authors' UNet EMA (a manual download: the project page links the release; no repository id of it could be
+#: confirmed here) and the SVD folder whose VAE and scheduler it runs with.
 UNET_EMA = WeightFile(
-    name="dc_vsr_unet_ema", kind="hf_folder", filename="dc-vsr", repo_id="Janghyeok/dc-vsr",
-    source="https://huggingface.co/Janghyeok/dc-vsr", license="unknown (not stated)", used_by="dc_vsr",
-    allow_patterns=(), required=("unet_ema/config.json|config.json",),
-    note="--weights PATH --option svd=<the svd_img2vid folder>",
+    name="dc_vsr_unet_ema", kind="manual", filename="dc-vsr", folder=True,
+    source="https://daramgc.github.io/docs/Publications/dc-vsr (the authors' project page links the release)",
+    license="unknown (not stated)", used_by="dc_vsr", required=("unet_ema/config.json|config.json",),
+    note="put the released unet_ema/ folder here; --weights PATH --option svd=<the svd_img2vid folder>",
 )
 SVD_IMG2VID = WeightFile(
     name="svd_img2vid", kind="hf_folder", filename="stable-video-diffusion-img2vid",
