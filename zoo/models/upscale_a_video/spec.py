@@ -145,8 +145,8 @@ SPEC = FamilySpec(
     variants=VARIANTS,
     readme="models/upscale_a_video/README.md",
     files=FILES,
-    # issue 13's fast_dev_run of zoo/upscale_a_video.yaml on this project's 2-core CPU (746 M parameters), recorded
+    # a user's fast_dev_run of zoo/upscale_a_video.yaml on this project's 2-core CPU (746 M parameters), recorded
     # in benchmarks/results/train_step_cpu.md
     cpu_hint=CpuHint(override="configs/upscale_a_video/tiny_cpu.yaml", step_seconds=169.0, peak_rss_gb=12.2,
-                     measured="issue 13's fast_dev_run, benchmarks/results/train_step_cpu.md"),
+                     measured="a user's fast_dev_run on a 2-core CPU, benchmarks/results/train_step_cpu.md"),
 )
