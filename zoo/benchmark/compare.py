@@ -5,7 +5,7 @@ upscales them with every model of the list, and writes:
 
 - a side-by-side (``layout='row'``) or grid (``'grid'``) H.264 mp4: one panel per model, labelled, each panel
   optionally enlarged ``zoom`` times with nearest-neighbour pixels (so that the models' own pixels stay visible),
-  at the source's exact frame rate and with its audio (cut to the compared frames);
+  at the source's exact frame rate and with its audio (cut to the compared frames; dropped when ``start > 0``);
 - a PNG of the middle frame of that video (``<output>.png``), the picture to put in a report;
 - a table (``<output>.csv`` and ``<output>.md``, also printed): per model the seconds per frame and the peak memory
   of its upscaling call (measured as the leaderboards measure them, :class:`zoo.benchmark.runner.PeakMemory`), and
@@ -351,7 +351,9 @@ def compare(
     if has_gt:
         outputs.append(_to_uint8(gt_clip[:, :t]))
         labels.append("GT")
-    audio_from = source.path if source.has_audio else None
+    # the source's audio from its start: kept when the comparison starts at frame 0 (cut to its length), else
+    # dropped, since it would not line up with the frames
+    audio_from = source.path if source.has_audio and start == 0 else None
     with VideoWriter(output, fps=source.fps_fraction, audio_from=audio_from, input_path=input_path) as writer:
         for i in range(t):
             sheet = _arrange([_panel(out[i], label, zoom) for out, label in zip(outputs, labels)], layout)
