@@ -284,7 +284,7 @@ def compare(
         ConfigError: bad model texts, ``zoom``, ``layout``, a model of another scale, CUDA missing.
         WeightsError: missing or unusable weights (named).
         InputError: missing or unreadable input / GT, a crop outside the frames, GT of the wrong size or too few
-            frames, an output path that is the input.
+            frames, an output path that is the input or a folder. A missing output folder is created.
     """
     from zoo.benchmark.entries import build_upscaler
     from zoo.benchmark.runner import PeakMemory, lpips_metric_and_note, make_metrics
@@ -301,8 +301,8 @@ def compare(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     output = Path(output_path).expanduser()
-    if not output.parent.is_dir():
-        raise InputError(f"output folder does not exist: {output.parent}")
+    if output.is_dir():
+        raise InputError(f"output path {output} is a folder; give a file name such as compare.mp4")
     for protected in (input_path, gt):
         if protected is not None and Path(protected).expanduser().resolve() == output.resolve():
             raise InputError(f"output path {output} would overwrite the input {protected}; choose another path")
@@ -316,6 +316,7 @@ def compare(
             raise InputError(f"GT {gt} must hold {t} frames of {lq_w * scale}x{lq_h * scale} (x{scale} the input), "
                              f"got {gt_clip.shape[1]} of {gt_clip.shape[-1]}x{gt_clip.shape[-2]}")
     has_gt = gt_clip is not None
+    output.parent.mkdir(parents=True, exist_ok=True)  # as vsrzoo upscale does; only once the inputs are read
     options = MetricOptions(crop_border=CROP_BORDER, lpips=True, warping_error=True, tof=False, tlpips=False,
                             niqe=True, ewarp_flow_from="gt")
     lpips_metric = lpips_metric_and_note(options)[0] if has_gt else None
