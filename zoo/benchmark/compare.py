@@ -317,7 +317,8 @@ def compare(
                              f"got {gt_clip.shape[1]} of {gt_clip.shape[-1]}x{gt_clip.shape[-2]}")
     has_gt = gt_clip is not None
     output.parent.mkdir(parents=True, exist_ok=True)  # as vsrzoo upscale does; only once the inputs are read
-    options = MetricOptions(crop_border=CROP_BORDER, lpips=True, warping_error=True, tof=False, tlpips=False,
+    # E*warp needs two frames: a one-frame comparison has none
+    options = MetricOptions(crop_border=CROP_BORDER, lpips=True, warping_error=t >= 2, tof=False, tlpips=False,
                             niqe=True, ewarp_flow_from="gt")
     lpips_metric = lpips_metric_and_note(options)[0] if has_gt else None
     if lpips_metric is not None:
