@@ -193,6 +193,9 @@ def test_load_pretrained_lightning_checkpoint(tmp_path, net_spec, averaged_model
     assert torch.equal(net.conv_last.weight, ema.conv_last.weight)
     assert load_pretrained("realbasicvsr", path, dynamic_refine_thres=1.5).dynamic_refine_thres == 1.5
     assert torch.equal(load_pretrained("realbasicvsr", path, use_ema=False).conv_last.weight, raw.conv_last.weight)
+    ckpt["hyper_parameters"]["eval_dynamic_refine_thres"] = 1.5  # the system's evaluation setting wins over training's
+    torch.save(ckpt, path)
+    assert load_pretrained("realbasicvsr", path).dynamic_refine_thres == 1.5
 
 
 def test_init_args_are_recorded():

@@ -1,7 +1,8 @@
 """The layout is the architecture: import-linter's contracts (setup.cfg) hold, and a family is its folder.
 
-Layers, top to bottom: cli > benchmark > hub > models > systems > inference, metrics, testing > diffusion, layers,
-data, losses > weights, family, config > errors; families never import each other.
+Layers, top to bottom: cli > benchmark, weights_command > hub > models > systems > inference, metrics, testing >
+diffusion, layers, data, losses > weights, family, config, provenance > catalogue > errors; families never import each
+other.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def test_import_linter_contracts_are_kept():
     assert "2 kept, 0 broken" in proc.stdout
 
 
-@pytest.mark.parametrize("module", ["zoo.hub", "zoo.family", "zoo.weights", "zoo.diffusion.tiles"])
+@pytest.mark.parametrize("module", ["zoo.hub", "zoo.family", "zoo.weights", "zoo.catalogue",
+                                    "zoo.weights_command", "zoo.diffusion.tiles"])
 def test_light_modules_do_not_import_heavy_libraries(module):
     """The family table and the leaves stay cheap to import: no diffusers, transformers or lightning."""
     code = (f"import sys, {module}; heavy = [m for m in ('diffusers', 'transformers', 'lightning') if m in sys.modules];"

@@ -10,7 +10,10 @@ is linked to the model's ``scale``. ``vsrzoo`` offers the same four subcommands 
   in ``--help``, the chunking and tiling defaults, and the sampling flags of the diffusion families (built from each
   spec's ``sampling_options``; a flag another family owns is refused). ``--random-weights`` (optionally with
   ``--variant tiny``) instead of ``--weights`` runs random networks end to end.
+* ``vsrzoo compare INPUT -o compare.mp4 --model bicubic --model realesrgan:x4plus ...``: several models on the same
+  frames, as one labelled side-by-side video and a table (:mod:`zoo.benchmark.compare`).
 * ``vsrzoo models``: the family table. ``vsrzoo benchmark``: leaderboard runs (:mod:`zoo.benchmark`).
+* ``vsrzoo weights list | download NAME | verify [NAME]``: the weight files the zoo can use (:mod:`zoo.weights_command`).
 
 Recipes are parsed with jsonargparse's ``omegaconf`` mode, so a YAML file can interpolate its own values
 (``every_n_train_steps: ${trainer.val_check_interval}``) instead of repeating them.
@@ -23,8 +26,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from zoo.benchmark.command import benchmark_main
+from zoo.benchmark.command import benchmark_main, compare_main
 from zoo.errors import ZooError
+from zoo.weights_command import weights_main
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -237,7 +241,8 @@ def upscale_main(argv: Sequence[str]) -> int:
                 if key in overrides and flag is not None:
                     raise ConfigError(f"{key} given both as --{key.replace('_', '-')} and as --option; give it once")
                 overrides.setdefault(key, value)
-            overrides.setdefault("progress", not args.no_progress)
+            if spec.kind == "diffusion":
+                overrides.setdefault("progress", not args.no_progress)
             tile = None
         parent.mkdir(parents=True, exist_ok=True)
         net = load_pretrained(args.model, None if args.random_weights else args.weights, variant=args.variant,
@@ -273,7 +278,8 @@ def models_main(argv: Sequence[str]) -> int:
     return 0
 
 
-USER_COMMANDS = {"upscale": upscale_main, "benchmark": benchmark_main, "models": models_main}
+USER_COMMANDS = {"upscale": upscale_main, "compare": compare_main, "benchmark": benchmark_main,
+                 "models": models_main, "weights": weights_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -292,11 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "usage: vsrzoo {fit,validate,test,predict} --config zoo/<family>.yaml [...]\n"
             "       vsrzoo upscale INPUT -o OUTPUT --model realbasicvsr --weights PATH [...]\n"
+            "       vsrzoo compare INPUT -o compare.mp4 --model bicubic --model realesrgan:x4plus [...]\n"
             "       vsrzoo benchmark --suite configs/benchmarks/<suite>.yaml\n"
-            "       vsrzoo models\n\n"
+            "       vsrzoo models\n"
+            "       vsrzoo weights {list,download NAME,verify [NAME]}\n\n"
             "fit/validate/test/predict: the LightningCLI subcommands (also available as the `lightning` command).\n"
             "upscale: upscale a real video or frame folder; see `vsrzoo upscale --help`.\n"
-            "benchmark: leaderboard runs; models: the family table."
+            "compare: several models on the same frames, one labelled video and a table; see `vsrzoo compare --help`.\n"
+            "benchmark: leaderboard runs; models: the family table; weights: the weight files (list, fetch, check)."
         )
         return 0
     return lightning_main(None if argv == sys.argv[1:] else argv)

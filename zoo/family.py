@@ -5,7 +5,8 @@ family. Everything outside a family's folder that needs to know about the family
 ``vsrzoo upscale`` and its flags, ``vsrzoo models``, ``vsrzoo benchmark`` entries, the notebook) reads the spec,
 so adding a family is its folder plus that one line.
 
-This module is a leaf: plain frozen dataclasses, no torch import, so the table is cheap to read.
+This module is a leaf: plain frozen dataclasses (the weight files from :mod:`zoo.catalogue`), no torch import, so
+the table is cheap to read.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from zoo.catalogue import WeightFile
 from zoo.errors import ConfigError
 
-__all__ = ["Chunking", "FamilySpec", "SamplingOption", "load_or_build"]
+__all__ = ["Chunking", "CpuHint", "FamilySpec", "SamplingOption", "format_duration", "load_or_build"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,9 @@ class Chunking:
         overlap: frames shared (cross-faded) by consecutive chunks.
         tile: LQ tile side in pixels (None: whole frames).
         tile_overlap: LQ pixels shared by neighbouring tiles.
-        tiles_in_sampler: True for diffusion samplers that tile their latents themselves: ``--tile`` and
-            ``--tile-overlap`` are then handed to the loader as the ``tile`` / ``tile_overlap`` options instead of
-            :func:`zoo.inference.upscale_video` tiling the frames.
+        tiles_in_sampler: True for upscalers that tile themselves (diffusion samplers their latents, Real-ESRGAN
+            the ncnn tool's way): ``--tile`` and ``--tile-overlap`` are then handed to the loader as the ``tile`` /
+            ``tile_overlap`` options instead of :func:`zoo.inference.upscale_video` tiling the frames.
     """
 
     chunk_frames: int | None = 30
@@ -75,6 +77,70 @@ class SamplingOption:
         return (self.flag or self.name).replace("-", "_")
 
 
+def format_duration(seconds: float) -> str:
+    """``169`` -> ``'2 min 49 s'``, ``42.4`` -> ``'42 s'``, ``3725`` -> ``'1 h 2 min'`` (for one-line messages)."""
+    total = int(round(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@dataclass(frozen=True)
+class CpuHint:
+    """What one training step of a family's full-size recipe costs on the CPU, and the smaller override to use there.
+
+    The family's systems warn with :meth:`message` (one line, once, at the start of ``fit`` / ``validate`` / ``test``
+    / ``predict``: :meth:`zoo.systems.base.VSRSystem.setup`) when :meth:`applies`: the run is on the CPU and the model
+    is full size.
+
+    Attributes:
+        override: the CPU override to compose after the recipe (``configs/<family>/tiny_cpu.yaml``).
+        step_seconds: the measured wall time of one training step of the full-size recipe on this project's 2-core
+            CPU (fp32, random weights); None when the step ran out of memory (:attr:`peak_rss_gb` is then the memory
+            it held when it was killed).
+        measured: where that figure was measured and is recorded (a ``benchmarks/results`` file).
+        peak_rss_gb: the process's peak resident memory in that measurement (GB, 1e9 bytes), if recorded.
+        note: a few words qualifying the figure (e.g. what the step left out), or ``''``.
+        finished: False when the measured step was stopped before it ended: :attr:`step_seconds` and
+            :attr:`peak_rss_gb` are then lower bounds (the time and memory when it was stopped).
+        min_params: models with fewer parameters than this are not full size (tiny variants and reduced widths have
+            a few million at most); models built from a named variant never are.
+    """
+
+    override: str
+    step_seconds: float | None
+    measured: str
+    peak_rss_gb: float | None = None
+    note: str = ""
+    min_params: int = 50_000_000
+    finished: bool = True
+
+    def applies(self, *, device_type: str, num_params: int, variant: str | None) -> bool:
+        """True for a full-size model (no named ``variant``, at least :attr:`min_params` parameters) on the CPU."""
+        return device_type == "cpu" and variant is None and num_params >= self.min_params
+
+    def message(self, family: str, num_params: int) -> str:
+        """The one-line warning: family, parameter count, measured cost per training step, the override."""
+        memory = ""
+        if self.step_seconds is None:
+            cost = "ran out of memory"
+            if self.peak_rss_gb is not None:
+                memory = f" (killed at {self.peak_rss_gb:.1f} GB RSS)"
+        else:
+            duration = format_duration(self.step_seconds)
+            cost = f"took {duration}" if self.finished else f"ran more than {duration} without finishing"
+            if self.peak_rss_gb is not None:
+                memory = f", {self.peak_rss_gb:.1f} GB {'peak RSS' if self.finished else 'RSS when stopped'}"
+        note = f", {self.note}" if self.note else ""
+        return (f"{family}: full-size model ({num_params / 1e6:.1f} M parameters) on the CPU: one training step of the "
+                f"full-size recipe {cost}{memory} on this project's 2-core CPU ({self.measured}{note}); for a CPU "
+                f"run add --config {self.override}")
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """A model family as the rest of the zoo sees it.
@@ -94,6 +160,12 @@ class FamilySpec:
         variants: named configurations (timm's habit): ``{'tiny': {...}}``, each a dict of component options that
             ``load(None, variant=...)``, the family's systems (``variant`` argument) and the tests build from.
         readme: the family's README, relative to the package (``models/<family>/README.md``).
+        weight_names: names ``load`` resolves itself instead of paths (weights an installed package ships, e.g.
+            Real-ESRGAN's ``'x4plus'``).
+        files: the released weights the family loads, as catalogue entries (``vsrzoo weights list``); shared files
+            (RAFT, AlexNet, VGG19, SPyNet) are in :data:`zoo.catalogue.SHARED_FILES` instead.
+        cpu_hint: for a family whose full-size recipe is slow on a CPU: the measured cost of a training step and the
+            CPU override to use instead (:class:`CpuHint`); None: no warning.
     """
 
     name: str
@@ -105,6 +177,9 @@ class FamilySpec:
     sampling_options: tuple[SamplingOption, ...] = ()
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     readme: str = ""
+    weight_names: tuple[str, ...] = ()
+    files: tuple[WeightFile, ...] = ()
+    cpu_hint: CpuHint | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("regression", "diffusion"):
@@ -145,6 +220,13 @@ class FamilySpec:
     def accepted_weights(self) -> str:
         """The weight forms as one phrase for messages."""
         return "; ".join(self.weight_forms)
+
+    def download_hint(self) -> str:
+        """``'; released weights: `vsrzoo weights download A` (or B)'`` for messages, or ``''`` without :attr:`files`."""
+        if not self.files:
+            return ""
+        commands = " or ".join(f"`{entry.download_command}`" for entry in self.files)
+        return f"; released weights: {commands} (`vsrzoo weights list` shows where each goes)"
 
     def readme_path(self) -> Path | None:
         """Absolute path of the family's README (None when not declared)."""

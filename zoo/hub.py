@@ -2,7 +2,7 @@
 
 Everything that needs to know the families reads this table: :func:`load_pretrained`, :func:`available_families`,
 ``vsrzoo upscale`` (its ``--model`` choices, its sampling flags, chunking defaults), ``vsrzoo models``, the
-benchmark entries and the notebook. Adding a family is its folder ``zoo/models/<family>/`` (with a ``spec.py``)
+benchmark entries, the notebook and the weights catalogue (:func:`weight_files`, ``vsrzoo weights``). Adding a family is its folder ``zoo/models/<family>/`` (with a ``spec.py``)
 plus one line below. The specs import nothing heavy; a family's modules are imported when it is loaded.
 
 Only local files are read; nothing is downloaded.
@@ -12,15 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo.catalogue import SHARED_FILES, WeightFile
 from zoo.errors import ConfigError, WeightsError
 from zoo.family import FamilySpec
 from zoo.models.dc_vsr.spec import SPEC as DC_VSR
 from zoo.models.realbasicvsr.spec import SPEC as REALBASICVSR
+from zoo.models.realesrgan.spec import SPEC as REALESRGAN
 from zoo.models.sateco.spec import SPEC as SATECO
 from zoo.models.upscale_a_video.spec import SPEC as UPSCALE_A_VIDEO
 from zoo.models.videogigagan.spec import SPEC as VIDEOGIGAGAN
 
-__all__ = ["FAMILIES", "available_families", "diffusion_families", "family", "families_table", "load_pretrained"]
+__all__ = ["FAMILIES", "available_families", "diffusion_families", "family", "families_table", "load_pretrained",
+           "weight_files"]
 
 #: family name -> spec, in the order of the mission (regression families, then diffusion families).
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
@@ -29,6 +32,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     UPSCALE_A_VIDEO,
     SATECO,
     DC_VSR,
+    REALESRGAN,
 )}
 
 
@@ -82,10 +86,13 @@ def load_pretrained(family_name: str, path: str | Path | None, *, variant: str |
         :func:`zoo.weights.read_checkpoint`); only load files you trust.
     """
     spec = family(family_name)
+    if path is not None and str(path) in spec.weight_names and not Path(path).exists():
+        return spec.load(str(path), variant=variant, **overrides)
     if path is not None:
         path = Path(path).expanduser()
         if not path.exists():
-            raise WeightsError(f"{family_name} weights not found: {path} (accepted: {spec.accepted_weights()})")
+            raise WeightsError(f"{family_name} weights not found: {path} (accepted: {spec.accepted_weights()})"
+                               f"{spec.download_hint()}")
     return spec.load(path, variant=variant, **overrides)
 
 
@@ -96,3 +103,18 @@ def families_table() -> str:
         variants = ", ".join(sorted(spec.variants)) or "-"
         rows.append(f"| {spec.name} | {spec.kind} | {variants} | {'; '.join(spec.weight_forms)} | {spec.paper} |")
     return "\n".join(rows)
+
+
+def weight_files() -> dict[str, WeightFile]:
+    """The weights catalogue: the shared files (:data:`zoo.catalogue.SHARED_FILES`), then each family's ``files``.
+
+    Raises:
+        ConfigError: two entries with one name.
+    """
+    catalogue: dict[str, WeightFile] = {}
+    for entry in (*SHARED_FILES, *(entry for spec in FAMILIES.values() for entry in spec.files)):
+        if entry.name in catalogue:
+            raise ConfigError(f"two weight files are named {entry.name!r}")
+        catalogue[entry.name] = entry
+    return catalogue
+

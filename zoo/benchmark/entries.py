@@ -178,8 +178,12 @@ def build_upscaler(entry: Entry, *, scale: int = 4, device: str | torch.device =
                 warnings.filterwarnings("ignore", message=".*RANDOM.*")  # the entry is labelled random already
                 module = load_pretrained(entry.family, None, variant=entry.variant, **dict(entry.options))
         else:
+            from zoo.hub import family
+
             weights = Path(str(entry.weights)).expanduser()
-            if not weights.exists():
+            if not weights.exists() and str(entry.weights) in family(entry.family).weight_names:
+                weights = str(entry.weights)  # a name the family resolves itself (weights a package ships)
+            elif not weights.exists():
                 raise WeightsError(f"weights not found: {weights}")
             module = load_pretrained(entry.family, weights, **dict(entry.options))
     net_scale = getattr(module, "scale", scale)

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COLUMNS", "MEAN", "device_name", "environment", "format_row", "read_csv", "render_markdown",
+__all__ = ["COLUMNS", "MEAN", "device_name", "environment", "format_number", "format_row", "read_csv", "render_markdown",
            "write_report"]
 
 #: The ``clip`` value of the rows that average a set's clips.
@@ -61,7 +61,8 @@ _METRIC_KEYS = ("psnr", "ssim", "lpips", "dists", *EWARP_KEYS, "tlpips", "tof", 
 _TABLE_TEXT = ("entry", "weights")
 
 
-def _format_number(value: Any, decimals: int) -> str:
+def format_number(value: Any, decimals: int) -> str:
+    """``value`` with ``decimals`` decimals; ``''`` for absent or NaN values, ``'inf'`` / ``'-inf'``."""
     if value is None or value == "":
         return ""
     value = float(value)
@@ -83,7 +84,7 @@ def format_row(row: Mapping[str, Any]) -> dict[str, str]:
         if decimals is None:
             out[key] = "" if value is None else str(value)
         else:
-            out[key] = _format_number(value, decimals)
+            out[key] = format_number(value, decimals)
     return out
 
 

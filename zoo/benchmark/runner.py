@@ -30,9 +30,10 @@ from zoo.benchmark.entries import Upscaler, build_upscaler
 from zoo.benchmark.report import MEAN, device_name, environment, timestamp, write_report
 from zoo.benchmark.sets import Clip, load_clips
 from zoo.benchmark.suite import Entry, EvalSet, MetricOptions, Suite, load_suite
+from zoo.catalogue import ALEXNET
 from zoo.errors import ConfigError, WeightsError
 
-__all__ = ["PeakMemory", "SuiteResult", "run_suite"]
+__all__ = ["PeakMemory", "SuiteResult", "lpips_metric_and_note", "make_metrics", "run_suite"]
 
 _MIB = 1024 * 1024
 
@@ -147,8 +148,9 @@ class SuiteResult:
         return [r for r in self.rows if r["clip"] == MEAN and (set_name is None or r["set"] == set_name)]
 
 
-def _lpips_metric(options: MetricOptions) -> tuple[Any, str]:
-    """(LPIPSMetric or None, note explaining an empty LPIPS/tLPIPS column)."""
+def lpips_metric_and_note(options: MetricOptions) -> tuple[Any, str]:
+    """(LPIPSMetric or None, note explaining an empty LPIPS/tLPIPS column): None when switched off or when the local
+    AlexNet weights are absent (nothing is downloaded)."""
     if not (options.lpips or options.tlpips):
         return None, "LPIPS and tLPIPS are switched off in the suite's metrics."
     import warnings
@@ -162,7 +164,8 @@ def _lpips_metric(options: MetricOptions) -> tuple[Any, str]:
         return metric, ("LPIPS (AlexNet, v0.1) and tLPIPS from the local AlexNet weights "
                         f"`{alexnet_weights_path()}`.")
     return None, (f"LPIPS and tLPIPS are empty (n/a): the AlexNet backbone weights `{ALEXNET_FILE}` are not at "
-                  f"`{alexnet_weights_path()}` (set TORCH_HOME to their folder); nothing is downloaded.")
+                  f"`{alexnet_weights_path()}` (`{ALEXNET.download_command}` fetches them; set TORCH_HOME to their "
+                  "folder); nothing is downloaded at run time.")
 
 
 _DISTS_NOTE = ("DISTS is empty: no maintained package computes it offline here (piq's and DISTS_pytorch's DISTS "
@@ -234,7 +237,9 @@ def _base_row(eval_set: EvalSet, entry: Entry) -> dict[str, Any]:
             "weights": entry.describe_weights()}
 
 
-def _make_metrics(options: MetricOptions, has_gt: bool, lpips_metric: Any):  # noqa: ANN202
+def make_metrics(options: MetricOptions, has_gt: bool, lpips_metric: Any):  # noqa: ANN202
+    """The :class:`zoo.metrics.VideoMetrics` of a set: full-reference metrics with GT, NIQE without (the suite's
+    ``options``; LPIPS only with an available ``lpips_metric``)."""
     from zoo.metrics import VideoMetrics
 
     lpips_on = lpips_metric is not None
@@ -308,7 +313,7 @@ def run_suite(
     cache_dir = Path(cache_dir if cache_dir is not None else suite.cache_dir)
     command = command or _default_command(suite, device, entries, sets, output_dir)
 
-    lpips_metric, lpips_note = _lpips_metric(suite.metrics)
+    lpips_metric, lpips_note = lpips_metric_and_note(suite.metrics)
     if lpips_metric is not None:
         lpips_metric = lpips_metric.to(torch_device)
     notes: list[str] = []
@@ -343,7 +348,7 @@ def run_suite(
             set_clips = clips[eval_set.name]
             if not set_clips:
                 continue
-            metrics = _make_metrics(suite.metrics, eval_set.has_gt, lpips_metric)
+            metrics = make_metrics(suite.metrics, eval_set.has_gt, lpips_metric)
             total_frames, total_seconds, peak = 0, 0.0, 0.0
             for clip in set_clips:
                 with PeakMemory(torch_device) as memory:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.catalogue import SPYNET
 from zoo.errors import InputError, WeightsError
 from zoo.weights import KeyMap
 
@@ -137,7 +138,8 @@ class SPyNet(nn.Module):
         """
         path = Path(path)
         if not path.is_file():
-            raise WeightsError(f"SPyNet weights file not found: {path}")
+            raise WeightsError(f"SPyNet weights file not found: {path} (`{SPYNET.download_command}` fetches the "
+                               f"official {SPYNET.filename} to {SPYNET.path()})")
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a weights file"

@@ -10,10 +10,11 @@ import torchvision
 from einops import rearrange
 from torch import nn
 
+from zoo.catalogue import VGG19
 from zoo.errors import WeightsError
 
 #: File name torchvision uses for its ImageNet VGG19 weights (``VGG19_Weights.IMAGENET1K_V1``).
-VGG19_FILE = "vgg19-dcbb9e9d.pth"
+VGG19_FILE = VGG19.filename  # vgg19-dcbb9e9d.pth
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -51,7 +52,8 @@ class PerceptualLoss(nn.Module):
             if not path.is_file():
                 raise WeightsError(
                     f"PerceptualLoss needs the ImageNet VGG19 weights: put torchvision's '{VGG19_FILE}' at {path} "
-                    f"(or set TORCH_HOME), or set the perceptual loss weight to 0. Nothing is downloaded at run time."
+                    f"(`{VGG19.download_command}` fetches it; or set TORCH_HOME), or set the perceptual loss weight to "
+                    f"0. Nothing is downloaded at run time."
                 )
             try:
                 vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

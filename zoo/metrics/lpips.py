@@ -16,11 +16,12 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from zoo.catalogue import ALEXNET
 from zoo.errors import InputError, WeightsError
 from zoo.metrics.image import check_video
 
 #: File name of torchvision's ImageNet AlexNet weights (``AlexNet_Weights.IMAGENET1K_V1``).
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_FILE = ALEXNET.filename  # alexnet-owt-7be5be79.pth
 _warned_missing = False
 _PAIRS_PER_BATCH = 8
 
@@ -154,7 +155,8 @@ def _warn_missing(path: Path) -> None:
         _warned_missing = True
         warnings.warn(
             f"LPIPS (and tLPIPS) disabled: the AlexNet weights file is missing. Provide torchvision's "
-            f"'{ALEXNET_FILE}' at {path} (set TORCH_HOME to use another folder). Nothing is downloaded.",
+            f"'{ALEXNET_FILE}' at {path} (`{ALEXNET.download_command}` fetches it; set TORCH_HOME to use another "
+            f"folder). Nothing is downloaded at run time.",
             UserWarning,
             stacklevel=3,
         )

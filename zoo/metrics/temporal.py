@@ -25,12 +25,13 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from zoo.catalogue import RAFT_LARGE
 from zoo.errors import InputError, WeightsError
 from zoo.metrics.image import check_video, quantize
 
 FlowMethod = Literal["dis", "farneback", "raft"]
 #: File name of torchvision's RAFT-large weights (``Raft_Large_Weights.C_T_SKHT_V2``).
-RAFT_FILE = "raft_large_C_T_SKHT_V2-ff5fadd5.pth"
+RAFT_FILE = RAFT_LARGE.filename  # raft_large_C_T_SKHT_V2-ff5fadd5.pth
 _RAFT_MIN_SIZE = 128
 _raft_cache: dict[str, torch.nn.Module] = {}
 
@@ -71,8 +72,9 @@ def _to_gray_uint8(frames: torch.Tensor) -> np.ndarray:
 def _raft_model(device: torch.device) -> torch.nn.Module:
     path = raft_weights_path()
     if not path.is_file():
-        raise WeightsError(f"flow='raft' needs torchvision's RAFT-large weights: put '{RAFT_FILE}' at {path} "
-                           f"(set TORCH_HOME to use another folder), or use flow='dis'. Nothing is downloaded.")
+        raise WeightsError(f"flow='raft' needs torchvision's RAFT-large weights '{RAFT_FILE}' at {path}: "
+                           f"`{RAFT_LARGE.download_command}` fetches them (set TORCH_HOME to use another folder), "
+                           f"or use flow='dis'. Nothing is downloaded at run time.")
     key = f"{path}:{device}"
     if key not in _raft_cache:
         from torchvision.models.optical_flow import raft_large

@@ -9,16 +9,19 @@ next to a bicubic baseline, image grids (bicubic | SR | GT crops) in TensorBoard
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 
 from zoo.data.degradations import bicubic_upsample
+from zoo.family import CpuHint
 from zoo.inference import upscale_tensor
 from zoo.metrics import VideoMetrics
 from zoo.provenance import provenance
@@ -57,6 +60,15 @@ class EvalOptions:
     log_crop: int = 192
 
 
+def _zoo_frames() -> int:
+    """How many consecutive frames of the ``zoo`` package call the function that calls this one (itself included)."""
+    frame, count = sys._getframe(1), 0
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "zoo":
+        count += 1
+        frame = frame.f_back
+    return count
+
+
 # plain data: checkpoints that record it in their hyper-parameters load with torch.load(weights_only=True)
 torch.serialization.add_safe_globals([EvalOptions])
 
@@ -75,9 +87,12 @@ class VSRSystem(L.LightningModule):
     Attributes:
         family: the family table name of the subclass (``'realbasicvsr'``, ...), written into every checkpoint under
             ``checkpoint['vsrzoo']['family']`` so that a loader can say which family a checkpoint belongs to.
+        cpu_hint: the family spec's :class:`~zoo.family.CpuHint` (its ``FamilySpec.cpu_hint``), or None: a full-size
+            model run on the CPU is then announced in one line at the start of every run (:meth:`setup`).
     """
 
     family: str = ""
+    cpu_hint: CpuHint | None = None
 
     def __init__(self, *, scale: int = 4, evaluation: EvalOptions | None = None) -> None:
         super().__init__()
@@ -153,6 +168,33 @@ class VSRSystem(L.LightningModule):
         self.manual_backward(loss_fake)
         opt_d.step()
         return {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
+
+    # ------------------------------------------------------------------ start of a run
+    def setup(self, stage: str) -> None:
+        """At the start of ``fit`` / ``validate`` / ``test`` / ``predict``: warn once, in one line, when a full-size
+        model of a family with a :attr:`cpu_hint` runs on the CPU (:meth:`cpu_warning`). Subclasses that override
+        ``setup`` call ``super().setup(stage)``."""
+        try:
+            device_type = self.trainer.strategy.root_device.type
+        except RuntimeError:  # not attached to a Trainer (setup called by hand)
+            return
+        message = self.cpu_warning(device_type)
+        if message is not None:
+            # attributed to the first caller outside the zoo (Lightning's hook runner), which Lightning's warning
+            # format prints as one line: skip rank_zero_warn's three frames and the zoo's own
+            rank_zero_warn(message, stacklevel=4 + _zoo_frames())
+
+    def cpu_warning(self, device_type: str) -> str | None:
+        """The one-line warning of :attr:`cpu_hint` for a run on ``device_type`` (``'cpu'``, ``'cuda'``, ...), or None
+        (no hint, not the CPU, a named ``variant`` or fewer than the hint's ``min_params`` parameters)."""
+        hint = self.cpu_hint
+        if hint is None:
+            return None
+        num_params = sum(p.numel() for p in self.parameters())
+        variant = self.hparams.get("variant") if hasattr(self, "hparams") else None
+        if not hint.applies(device_type=device_type, num_params=num_params, variant=variant):
+            return None
+        return hint.message(self.family, num_params)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

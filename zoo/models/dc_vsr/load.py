@@ -30,6 +30,7 @@ from torch import nn
 from zoo.diffusion.bases import SVD_UNET, SVD_VAE, is_svd_schedule
 from zoo.diffusion.folders import WEIGHT_FILES, load_model, load_scheduler, read_json, require_files
 from zoo.errors import ConfigError, WeightsError
+from zoo.models.dc_vsr.spec import SPEC, SVD_IMG2VID
 from zoo.weights import checkpoint_info, hparams_of, is_lightning_checkpoint, lightning_generator_state, load_state, \
     plain, read_checkpoint, refuse_recorded
 
@@ -65,7 +66,8 @@ def check_svd_folder(folder: str | Path) -> Path:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise WeightsError(f"DC-VSR svd folder not found: {folder} (a local stable-video-diffusion-img2vid copy: "
-                           "vae/, scheduler/, optionally unet/ and image_encoder/)")
+                           f"vae/, scheduler/, optionally unet/ and image_encoder/; `{SVD_IMG2VID.download_command}` "
+                           f"fetches it to {SVD_IMG2VID.path()})")
     require_files(folder, SVD_FILES, what="DC-VSR Stable Video Diffusion folder")
     name = read_json(folder / "vae" / "config.json").get("_class_name")
     if name != "AutoencoderKLTemporalDecoder":
@@ -107,8 +109,6 @@ def find_unet_folder(path: str | Path, *, latent_channels: int = 4) -> Path:
 def _variant(name: str | None) -> dict[str, Any]:
     if name is None:
         return {}
-    from zoo.models.dc_vsr.spec import SPEC
-
     return SPEC.variant(name)
 
 
@@ -210,7 +210,7 @@ def load_dcvsr_pipeline(path: str | Path | None, **overrides: Any) -> nn.Module:
         return build_pipeline(svd, **overrides)
     path = Path(path).expanduser()
     if not path.exists():
-        raise WeightsError(f"DC-VSR weights not found: {path}; {_accepted()}")
+        raise WeightsError(f"DC-VSR weights not found: {path}; {_accepted()}{SPEC.download_hint()}")
     if path.is_file():
         return _from_checkpoint(path, svd=svd, **overrides)
     for key in ("variant", "unet", "vae"):

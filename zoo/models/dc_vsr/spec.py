@@ -7,10 +7,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo.catalogue import WeightFile
 from zoo.errors import ConfigError
-from zoo.family import Chunking, FamilySpec, SamplingOption
+from zoo.family import Chunking, CpuHint, FamilySpec, SamplingOption
 
-__all__ = ["SAMPLING_OPTIONS", "SPEC", "VARIANTS", "load", "parse_switch"]
+__all__ = ["FILES", "SAMPLING_OPTIONS", "SPEC", "SVD_IMG2VID", "UNET_EMA", "VARIANTS", "load", "parse_switch"]
+
+#: The authors' UNet EMA (a manual download: the project page links the release; no repository id of it could be
+#: confirmed here) and the SVD folder whose VAE and scheduler it runs with.
+UNET_EMA = WeightFile(
+    name="dc_vsr_unet_ema", kind="manual", filename="dc-vsr", folder=True,
+    source="https://daramgc.github.io/docs/Publications/dc-vsr (the authors' project page links the release)",
+    license="unknown (not stated)", used_by="dc_vsr", required=("unet_ema/config.json|config.json",),
+    note="put the released unet_ema/ folder here; --weights PATH --option svd=<the svd_img2vid folder>",
+)
+SVD_IMG2VID = WeightFile(
+    name="svd_img2vid", kind="hf_folder", filename="stable-video-diffusion-img2vid",
+    repo_id="stabilityai/stable-video-diffusion-img2vid",
+    source="https://huggingface.co/stabilityai/stable-video-diffusion-img2vid",
+    license="Stability AI's SVD license (see the model card)", used_by="dc_vsr (--option svd=, pretrained)",
+    gated=True, required=("model_index.json", "vae/diffusion_pytorch_model.safetensors",
+                          "scheduler/scheduler_config.json"),
+    note="gated: accept the conditions on the model page and log in (`hf auth login` or HF_TOKEN) first",
+)
+FILES = (UNET_EMA, SVD_IMG2VID)
 
 #: Named configurations. ``tiny``: a 2-level UNetSpatioTemporalConditionModel of 32/64 channels (one block per level,
 #: 2/4 heads, 32-d image tokens, 8-d time-id embeddings) and an 8x AutoencoderKLTemporalDecoder of four 32-channel
@@ -112,4 +132,10 @@ SPEC = FamilySpec(
     sampling_options=SAMPLING_OPTIONS,
     variants=VARIANTS,
     readme="models/dc_vsr/README.md",
+    files=FILES,
+    # `python benchmarks/train_step_cpu.py dc_vsr --stateless-optimizer`: one step of zoo/dc_vsr.yaml (14 frames of
+    # 512 px GT, 1.62 G parameters, 1.52 G trained) ran 19+ min and was stopped at 22.0 GB RSS (memory exhausted)
+    cpu_hint=CpuHint(override="configs/dc_vsr/tiny_cpu.yaml", step_seconds=1140.0, peak_rss_gb=22.0, finished=False,
+                     measured="benchmarks/results/train_step_cpu.md",
+                     note="forward + backward only, the machine's 23.5 GiB of memory ran out"),
 )

@@ -33,6 +33,7 @@ from zoo.diffusion.vae import diffusers_encoder
 from zoo.errors import ConfigError
 from zoo.models.dc_vsr.load import build_pipeline
 from zoo.models.dc_vsr.sampling import DCVSRPipeline, SamplingOptions
+from zoo.models.dc_vsr.spec import SPEC
 from zoo.systems.base import EvalOptions
 from zoo.systems.latent_diffusion import LatentDiffusionSystem
 
@@ -74,6 +75,7 @@ class DCVSR(LatentDiffusionSystem):
     """
 
     family = "dc_vsr"
+    cpu_hint = SPEC.cpu_hint
     net_g: DCVSRPipeline
 
     def __init__(

@@ -298,7 +298,9 @@ def load_realbasicvsr(path: str | Path, **overrides: object) -> nn.Module:
             arguments in ``hyper_parameters['net']``), the official mmediting ``RealBasicVSR_x4.pth`` (converted by
             :func:`convert_official_checkpoint`), or a bare ``RealBasicVSRNet.state_dict()`` file.
         **overrides: constructor arguments of the net on top of those recorded (e.g. ``dynamic_refine_thres=5``),
-            plus ``use_ema`` (default True: the EMA generator when present).
+            plus ``use_ema`` (default True: the EMA generator when present). A Lightning checkpoint's
+            ``dynamic_refine_thres`` is its system's ``eval_dynamic_refine_thres`` (its validation setting), not the
+            training value.
 
     Raises:
         ConfigError: an unknown override.
@@ -315,6 +317,11 @@ def load_realbasicvsr(path: str | Path, **overrides: object) -> nn.Module:
     recorded: dict[str, object] = {}
     if is_lightning_checkpoint(ckpt):
         recorded = net_kwargs_from_hparams(ckpt, RealBasicVSRNet, source=source)
+        # the system trains with one cleaning pass and evaluates with eval_dynamic_refine_thres: inference uses the
+        # evaluation setting the checkpoint records
+        eval_thres = (ckpt.get("hyper_parameters") or {}).get("eval_dynamic_refine_thres")
+        if eval_thres is not None:
+            recorded["dynamic_refine_thres"] = float(eval_thres)
         state = lightning_generator_state(ckpt, use_ema=use_ema)
     elif is_official_checkpoint(ckpt):
         state = convert_official_checkpoint(ckpt, use_ema=use_ema, source=source)

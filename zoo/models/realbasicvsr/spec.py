@@ -4,9 +4,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo.catalogue import WeightFile
 from zoo.family import Chunking, FamilySpec, load_or_build
 
-__all__ = ["SPEC", "VARIANTS", "load"]
+__all__ = ["FILES", "SPEC", "VARIANTS", "load"]
+
+#: The released weights: the authors host them on Dropbox / Google Drive / OneDrive only (no direct link), so the
+#: catalogue prints where to get the file and where to put it.
+FILES = (
+    WeightFile(
+        name="realbasicvsr_x4", kind="manual", filename="RealBasicVSR_x4.pth",
+        source="https://github.com/ckkelvinchan/RealBasicVSR#inference",
+        license="Apache-2.0 (ckkelvinchan/RealBasicVSR)", used_by="realbasicvsr",
+        note="download RealBasicVSR.pth from the README's Dropbox link "
+             "(https://www.dropbox.com/s/eufigxmmkv5woop/RealBasicVSR.pth?dl=0) or its Google Drive / OneDrive "
+             "mirrors and save it under this name; then --weights PATH"),
+)
 
 #: Named configurations of :class:`~zoo.models.realbasicvsr.net.RealBasicVSRNet` (``net``) and of the GAN stage's
 #: :class:`~zoo.layers.discriminators.UNetDiscriminatorSN` (``discriminator``). ``tiny``: 8 channels, one residual
@@ -49,4 +62,5 @@ SPEC = FamilySpec(
     chunking=Chunking(chunk_frames=30, overlap=4, tile=None, tile_overlap=32),
     variants=VARIANTS,
     readme="models/realbasicvsr/README.md",
+    files=FILES,
 )

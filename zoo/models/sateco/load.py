@@ -30,6 +30,7 @@ from zoo.diffusion.bases import SD21_BASE_UNET, SD21_BASE_VAE, is_sd_base_schedu
 from zoo.diffusion.folders import load_clip_text, load_model, load_scheduler, read_json, require_files
 from zoo.diffusion.tiles import check_window
 from zoo.errors import ConfigError, WeightsError
+from zoo.models.sateco.spec import SD21_BASE, SPEC
 from zoo.weights import checkpoint_info, hparams_of, is_lightning_checkpoint, lightning_generator_state, load_state, \
     plain, read_checkpoint, refuse_recorded
 
@@ -59,7 +60,8 @@ def check_base_folder(folder: str | Path) -> Path:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise WeightsError(f"SATeCo pretrained folder not found: {folder} (a local stable-diffusion-2-1-base copy: "
-                           "unet/, vae/, scheduler/, text_encoder/, tokenizer/)")
+                           f"unet/, vae/, scheduler/, text_encoder/, tokenizer/; `{SD21_BASE.download_command}` "
+                           f"fetches it to {SD21_BASE.path()})")
     require_files(folder, BASE_FILES, what="SATeCo pretrained Stable Diffusion folder")
     for sub, cls in (("unet", "UNet2DConditionModel"), ("vae", "AutoencoderKL")):
         name = read_json(folder / sub / "config.json").get("_class_name")
@@ -77,8 +79,6 @@ def check_base_folder(folder: str | Path) -> Path:
 def _variant(name: str | None) -> dict[str, Any]:
     if name is None:
         return {}
-    from zoo.models.sateco.spec import SPEC
-
     return SPEC.variant(name)
 
 
@@ -176,7 +176,7 @@ def load_sateco_pipeline(path: str | Path | None, **overrides: Any) -> nn.Module
     if path is not None:
         path = Path(path).expanduser()
         if not path.exists():
-            raise WeightsError(f"SATeCo weights not found: {path}; {_accepted()}")
+            raise WeightsError(f"SATeCo weights not found: {path}; {_accepted()}{SPEC.download_hint()}")
     if path is not None and path.is_file():
         pipeline = _from_checkpoint(path, **overrides)
     else:

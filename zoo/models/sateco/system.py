@@ -39,6 +39,7 @@ from zoo.errors import ConfigError, WeightsError
 from zoo.losses import CharbonnierLoss
 from zoo.models.sateco.load import build_pipeline
 from zoo.models.sateco.sampling import SamplingOptions, SATeCoPipeline
+from zoo.models.sateco.spec import SPEC
 from zoo.systems.base import EvalOptions
 from zoo.systems.latent_diffusion import LatentDiffusionSystem
 from zoo.weights import read_checkpoint
@@ -85,6 +86,7 @@ class SATeCo(LatentDiffusionSystem):
     """
 
     family = "sateco"
+    cpu_hint = SPEC.cpu_hint
     _always_saved = tuple(f"net_g.{name}" for name in _MODULES)
     net_g: SATeCoPipeline
 

@@ -34,6 +34,7 @@ from zoo.diffusion.tiles import WEIGHT_KINDS, check_window
 from zoo.errors import ConfigError, InputError, WeightsError
 from zoo.models.upscale_a_video import convert
 from zoo.models.upscale_a_video.net import UpscaleAVideoComponents, UpscaleAVideoUNet, UpscaleAVideoVAE
+from zoo.models.upscale_a_video.spec import SPEC
 from zoo.weights import (
     checkpoint_info,
     hparams_of,
@@ -261,7 +262,7 @@ def load_upscale_a_video_pipeline(path: str | Path | None, **overrides: object) 
     if path is not None:
         path = Path(path).expanduser()
         if not path.exists():
-            raise WeightsError(f"Upscale-A-Video weights not found: {path}; {_accepted_forms()}")
+            raise WeightsError(f"Upscale-A-Video weights not found: {path}; {_accepted_forms()}{SPEC.download_hint()}")
         if path.is_file():
             return _pipeline_from_checkpoint(path, **overrides)
     given = sorted(k for k in ("pretrained", "use_ema") if k in overrides)

@@ -7,10 +7,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo.catalogue import WeightFile
 from zoo.errors import ConfigError
-from zoo.family import Chunking, FamilySpec, SamplingOption
+from zoo.family import Chunking, CpuHint, FamilySpec, SamplingOption
 
-__all__ = ["SAMPLING_OPTIONS", "SPEC", "VARIANTS", "load", "parse_propagation_steps"]
+__all__ = ["FILES", "RELEASED", "SAMPLING_OPTIONS", "SD_X4_UPSCALER", "SPEC", "VARIANTS", "load", "parse_propagation_steps"]
+
+#: The released folder (a Google Drive folder: a manual download) and the diffusers prior it is built on.
+RELEASED = WeightFile(
+    name="upscale_a_video", kind="manual", filename="upscale_a_video", folder=True,
+    source="https://drive.google.com/drive/folders/1O8pbeR1hsRlFUU8O4EULe-lOKNGEWZl1 "
+           "(sczhou/Upscale-A-Video README, 'Download Models')",
+    license="NTU S-Lab License 1.0 (non-commercial)", used_by="upscale_a_video",
+    required=("unet/unet_video.bin", "propagator/raft-things.pth"),
+    note="download the whole Google Drive folder (low_res_scheduler/, propagator/, scheduler/, text_encoder/, "
+         "tokenizer/, unet/, vae/) into this folder; then --weights PATH",
+)
+SD_X4_UPSCALER = WeightFile(
+    name="sd_x4_upscaler", kind="hf_folder", filename="stable-diffusion-x4-upscaler",
+    repo_id="stabilityai/stable-diffusion-x4-upscaler",
+    source="https://huggingface.co/stabilityai/stable-diffusion-x4-upscaler",
+    license="CreativeML Open RAIL++-M", used_by="upscale_a_video (prior; model.init_args.pretrained)",
+    required=("model_index.json", "unet/diffusion_pytorch_model.safetensors",
+              "vae/diffusion_pytorch_model.safetensors"),
+)
+FILES = (RELEASED, SD_X4_UPSCALER)
 
 #: Named configurations. ``tiny``: UNet levels of 32/32/64 channels with one block each, one attention head and
 #: 32-d text tokens; VAE of three 32-channel levels (x4, like the released one); a one-layer 32-d CLIP text encoder
@@ -123,4 +144,9 @@ SPEC = FamilySpec(
     sampling_options=SAMPLING_OPTIONS,
     variants=VARIANTS,
     readme="models/upscale_a_video/README.md",
+    files=FILES,
+    # a user's fast_dev_run of zoo/upscale_a_video.yaml on this project's 2-core CPU (746 M parameters), recorded
+    # in benchmarks/results/train_step_cpu.md
+    cpu_hint=CpuHint(override="configs/upscale_a_video/tiny_cpu.yaml", step_seconds=169.0, peak_rss_gb=12.2,
+                     measured="a user's fast_dev_run on a 2-core CPU, benchmarks/results/train_step_cpu.md"),
 )

@@ -39,6 +39,7 @@ from diffusers import DDPMScheduler
 from einops import rearrange
 from torch import nn
 
+from zoo.catalogue import ALEXNET
 from zoo.diffusion.targets import training_pair
 from zoo.errors import ConfigError, WeightsError
 from zoo.layers.discriminators import UNetDiscriminatorSN
@@ -75,6 +76,7 @@ class _UpscaleAVideoCommon(LatentDiffusionSystem):
     """Shared pieces: the pipeline as ``net_g``, sampling for evaluation."""
 
     family = "upscale_a_video"
+    cpu_hint = SPEC.cpu_hint
     net_g: UpscaleAVideoPipeline
     sampling: SamplingOptions
 
@@ -299,7 +301,8 @@ class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
             metric = LPIPSMetric(weights_path=lpips_weights)
             if not metric.is_available:
                 raise WeightsError(f"lpips_weight={lpips_weight} needs the LPIPS AlexNet weights at "
-                                   f"{metric.weights_path}; provide them or set lpips_weight: 0")
+                                   f"{metric.weights_path}; provide them (`{ALEXNET.download_command}`) or set "
+                                   "lpips_weight: 0")
             self.lpips = metric.net
         self.net_d = None
         if gan_weight > 0:

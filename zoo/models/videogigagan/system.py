@@ -33,12 +33,14 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from zoo.catalogue import ALEXNET
 from zoo.config import describe_module
 from zoo.errors import ConfigError, InputError, WeightsError
 from zoo.diffusion.tiles import TileAccumulator, plan_windows, window_weights
 from zoo.losses import CharbonnierLoss, GANLoss
 from zoo.layers.discriminators import VideoDiscriminator
 from zoo.models.videogigagan.net import VideoGigaGANNet
+from zoo.models.videogigagan.spec import SPEC
 from zoo.systems.base import EvalOptions, VSRSystem
 
 __all__ = ["VideoGigaGAN", "upscale_with_whole_clip_propagation"]
@@ -119,6 +121,7 @@ class VideoGigaGAN(VSRSystem):
     """
 
     family = "videogigagan"
+    cpu_hint = SPEC.cpu_hint
 
     def __init__(
         self,
@@ -178,7 +181,9 @@ class VideoGigaGAN(VSRSystem):
 
     def setup(self, stage: str) -> None:
         """When fitting starts, build the LPIPS loss (``lpips_weight > 0``): a missing AlexNet file stops the run here,
-        before any step, with a :class:`~zoo.errors.WeightsError` naming the file."""
+        before any step, with a :class:`~zoo.errors.WeightsError` naming the file. Then the shared start of a run
+        (:meth:`zoo.systems.base.VSRSystem.setup`)."""
+        super().setup(stage)
         if stage == "fit" and self.hparams.lpips_weight > 0 and self.lpips is None:
             self.__dict__["_lpips"] = self.build_lpips(self.hparams.lpips_weights)
 
@@ -203,8 +208,8 @@ class VideoGigaGAN(VSRSystem):
         if not metric.is_available:
             raise WeightsError(
                 f"lpips_weight > 0 needs the LPIPS AlexNet trunk: put torchvision's '{ALEXNET_FILE}' at "
-                f"{metric.weights_path} (or pass lpips_weights / set TORCH_HOME), or set lpips_weight: 0 to train "
-                f"without LPIPS. Nothing is downloaded at run time."
+                f"{metric.weights_path} (`{ALEXNET.download_command}` fetches it; or pass lpips_weights / set "
+                f"TORCH_HOME), or set lpips_weight: 0 to train without LPIPS. Nothing is downloaded at run time."
             )
         return metric
 
