@@ -9,6 +9,7 @@ about 14 inside A and 17 inside B, about 61 at the join; the threshold is 27.
 from __future__ import annotations
 
 import av
+import cv2
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from zoo.diffusion.tiles import plan_windows, window_weights
 from zoo.errors import ConfigError
 from zoo.inference import upscale_tensor, upscale_video
 from zoo.scenes import describe, detect_cuts, plan_chunks, split_shots
-from zoo.testing import assert_usage_error, sample_clip_dir
+from zoo.testing import assert_usage_error, sample_clip_dir, shared_data_dir
 
 CUT = 16  # shot A is 16 frames: PySceneDetect's default shortest shot is 15 frames
 
@@ -66,6 +67,26 @@ def test_detect_cuts_finds_the_join_and_nothing_inside_the_shots(shots):
     assert detect_cuts(shots["joined"], num_frames=CUT) == []  # only the first shot looked at
     with pytest.raises(ConfigError, match="scene_threshold"):
         detect_cuts(shots["joined"], threshold=0)
+
+
+def test_detect_cuts_on_full_size_real_videos():
+    """640 x 360 frames (the detector works on a 256-pixel-wide copy): the embedded clip is one shot; with the shared
+    data, three real videos one after the other (a leopard, the street clip, an old film) are three shots."""
+    assert detect_cuts(sample_clip_dir(), min_scene_len=1) == []
+    data = shared_data_dir()
+    if data is None or not (data / "uav_old_video_1" / "old_video_1.mp4").is_file():
+        pytest.skip("../shared/data is absent")
+    leopard = open_video(data / "uav_old_video_1" / "old_video_1.mp4")  # 28 frames, 640 x 360
+    street = open_video(sample_clip_dir())  # 20 frames
+    film = open_video(data / "uav_old_movie_1" / "old_movie_1.mp4")  # 27 frames, 480 x 352
+
+    def frames():
+        yield from leopard.iter_frames()
+        yield from street.iter_frames()
+        for frame in film.iter_frames():
+            yield cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA)
+
+    assert detect_cuts(frames()) == [28, 48]
 
 
 # ------------------------------------------------------------------------------------------------------- planner
