@@ -140,6 +140,12 @@ def _upscale_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="inference precision")
     p.add_argument("--max-frames", type=int, default=None, help="only upscale the first N frames (quick previews)")
+    p.add_argument("--no-scene-split", dest="scene_split", action="store_false",
+                   help="do not look for scene cuts (by default the video is split at its hard cuts, found in one extra "
+                   "decoding pass, and no chunk crosses one)")
+    p.add_argument("--scene-threshold", type=float, default=27.0,
+                   help="scene cut threshold: mean HSV change between frames, 0-255 (default 27, PySceneDetect's; "
+                   "lower finds more cuts)")
     p.add_argument(
         "--option",
         action="append",
@@ -209,6 +215,7 @@ def upscale_main(argv: Sequence[str]) -> int:
         from zoo.errors import ConfigError, InputError
         from zoo.hub import family, load_pretrained
         from zoo.inference import upscale_video
+        from zoo.scenes import describe
 
         spec = family(args.model)
         if args.random_weights and args.weights is not None:
@@ -261,10 +268,13 @@ def upscale_main(argv: Sequence[str]) -> int:
             as_frames=args.frames,
             progress=not args.no_progress,
             max_frames=args.max_frames,
+            scene_split=args.scene_split,
+            scene_threshold=args.scene_threshold,
         )
         w, h = summary["size"]
         print(f"wrote {summary['output']}: {summary['frames']} frames, {w}x{h}, {summary['fps']:.3f} fps "
               f"in {summary['seconds']:.1f} s")
+        print(describe(summary["scenes"]))
 
     return _run_guarded(run)
 

@@ -23,6 +23,10 @@ Blended values are kept as running weighted means (``acc += w / (W + w) * (out -
 :class:`zoo.diffusion.tiles.TileAccumulator`), so where every chunk or tile produces the same value (a per-frame,
 per-pixel ``fn``) the blend returns it bit-exactly.
 
+Scene cuts. :func:`upscale_video` first finds the video's hard cuts (:mod:`zoo.scenes`, PySceneDetect's content
+detector, one extra decoding pass) and plans the chunks of each shot on their own, so that no chunk, recurrence,
+diffusion window or cross-fade spans a cut (``scene_split=False`` turns this off).
+
 Upscalers that draw random numbers per chunk (the diffusion samplers) declare ``takes_first_frame = True`` and are
 called ``fn(chunk, first_frame=i)``, ``i`` the chunk's first frame in the video, so each chunk gets its own noise.
 """
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +43,9 @@ from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from zoo.diffusion.tiles import accumulate, check_window, plan_windows, run_over_tiles, window_weights
+from zoo.diffusion.tiles import accumulate, check_window, run_over_tiles, window_weights
 from zoo.errors import ConfigError, InputError
+from zoo.scenes import DEFAULT_THRESHOLD, check_threshold, plan_chunks, plan_video_chunks
 
 __all__ = ["DTYPES", "takes_first_frame", "upscale_tensor", "upscale_video"]
 
@@ -118,6 +123,7 @@ def upscale_tensor(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     first_frame: int = 0,
+    cuts: Sequence[int] = (),
 ) -> torch.Tensor:
     """Apply a video SR function in overlapping temporal chunks and spatial tiles, blended without seams.
 
@@ -134,6 +140,8 @@ def upscale_tensor(
         device: where ``fn`` runs; inputs are moved there one tile at a time.
         dtype: dtype of the tensors given to ``fn``.
         first_frame: index of ``lq``'s first frame in the whole video (for ``fn`` that take it).
+        cuts: scene cuts (indices in ``lq`` of the first frame of each new shot, e.g. from
+            :func:`zoo.scenes.detect_cuts`): no chunk crosses one (:func:`zoo.scenes.plan_chunks`).
 
     Returns:
         ``(b, t, 3, scale h, scale w)`` CPU float32, not clamped.
@@ -149,7 +157,7 @@ def upscale_tensor(
     _check_options(scale, chunk_frames, overlap, tile, tile_overlap)
     device = torch.device(device)
     b, t, c, h, w = lq.shape
-    plan = plan_windows(t, chunk_frames, overlap)
+    plan = plan_chunks(t, cuts, chunk_frames, overlap)
     if len(plan) == 1:
         return _run_tiled(fn, lq, scale, tile, tile_overlap, device, dtype, first_frame)
     sr = torch.empty(b, t, c, h * scale, w * scale)
@@ -198,6 +206,8 @@ def upscale_video(
     as_frames: bool = False,
     progress: bool = True,
     max_frames: int | None = None,
+    scene_split: bool = True,
+    scene_threshold: float = DEFAULT_THRESHOLD,
 ) -> dict:
     """Upscale a video file or frame folder with a network, streaming, and write the result.
 
@@ -230,10 +240,14 @@ def upscale_video(
         as_frames: write PNG frames instead of an mp4.
         progress: show a tqdm bar over written frames.
         max_frames: upscale only the first ``max_frames`` frames (quick previews; the audio is cut to match).
+        scene_split: find the scene cuts first (:func:`zoo.scenes.detect_cuts`, one extra decoding pass) and plan
+            the chunks per shot, so that no chunk, recurrence or diffusion window crosses a cut.
+        scene_threshold: the cut detector's threshold (mean HSV change, 0-255; PySceneDetect's default 27).
 
     Returns:
         ``{'frames': int (written), 'fps': float, 'size': (width, height) of the output, 'seconds': float wall time,
-        'output': str}``.
+        'output': str, 'scenes': {'split': bool, 'cuts': [first frame of each new shot], 'shots': int,
+        'seconds': float (the detection pass)}}``.
 
     Raises:
         InputError: unreadable input, output would overwrite the input, output folder missing.
@@ -242,6 +256,7 @@ def upscale_video(
     """
     started = time.perf_counter()
     _check_options(scale, chunk_frames, overlap, tile, tile_overlap)
+    check_threshold(scene_threshold)
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
         raise ConfigError(f"max_frames must be a positive integer or None, got {max_frames!r}")
     from zoo.data.video_io import VideoWriter, open_video
@@ -262,7 +277,8 @@ def upscale_video(
             num_frames = min(source.num_frames, max_frames or source.num_frames)
         else:
             num_frames = sum(1 for _ in source.iter_frames(0, max_frames))
-        plan = plan_windows(num_frames, chunk_frames, overlap)
+        plan, scenes = plan_video_chunks(source, num_frames, chunk_frames, overlap, scene_split=scene_split,
+                                         threshold=scene_threshold, progress=progress)
         blender = _TemporalBlender(plan)
         frames = source.iter_frames(0, num_frames)
         buffer: list[tuple[int, np.ndarray]] = []
@@ -292,4 +308,5 @@ def upscale_video(
         "size": (source.width * scale, source.height * scale),
         "seconds": time.perf_counter() - started,
         "output": str(Path(output_path)),
+        "scenes": scenes,
     }
