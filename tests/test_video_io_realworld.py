@@ -155,9 +155,9 @@ def test_ntsc_rate_is_kept_exactly_by_upscale_video(tmp_path, real, rate, source
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         assert stream.average_rate == rate
-        # the time base counts every frame duration 1001/24000 s exactly (mkv: 1 ms, the rate in DefaultDuration)
         pts = [frame.pts for frame in container.decode(stream)]
-    if output_name != "out.mkv":
+    if output_name != "out.mkv":  # mp4/mov: every frame lasts exactly 1/rate in time-base ticks (mkv counts ms
+        # and keeps the exact rate in its track header, read back above as average_rate)
         assert (1 / rate / stream.time_base).denominator == 1
         assert all(b - a == 1 / rate / stream.time_base for a, b in zip(pts, pts[1:]))
     assert open_video(out).fps_fraction == rate
@@ -169,6 +169,7 @@ def test_every_audio_track_and_the_subtitles_are_kept(tmp_path, real):
     source = tmp_path / "two tracks.mkv"
     # track 1: AAC 440 Hz English; track 2: PCM (re-encoded for mp4, copied for mkv/mov) 880 Hz French
     make_video(source, real, audio=(("aac", 440, "eng"), ("pcm_s16le", 880, "fra")), subtitles=SRT)
+    assert open_video(source).has_audio and open_video(source).has_subtitles
     expected = {".mkv": ("aac", "pcm_s16le", "subrip"), ".mp4": ("aac", "aac", "mov_text"),
                 ".mov": ("aac", "pcm_s16le", "mov_text")}
     for suffix, (first, second, subtitle) in expected.items():
@@ -400,6 +401,8 @@ def test_output_container_follows_the_suffix(tmp_path, real):
     for name in ("out.avi", "out.webm", "out.xyz"):
         with pytest.raises(InputError, match=r"unsupported video output suffix .*\.mp4, \.m4v, \.mov, \.mkv"):
             VideoWriter(tmp_path / name, fps=25)
+        with pytest.raises(InputError, match="unsupported video output suffix"):
+            video_io.output_format(name)  # the same check, for a CLI to run before loading a model
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
 

@@ -89,6 +89,7 @@ __all__ = [
     "list_frame_files",
     "natural_sort_key",
     "open_video",
+    "output_format",
 ]
 
 log = logging.getLogger(__name__)
@@ -394,6 +395,8 @@ class VideoSource:
             :class:`VideoWriter` so that rational rates survive.
         height, width: frame size in pixels, upright (after the display rotation of a video file).
         has_audio: whether the file has an audio stream (always False for folders).
+        has_subtitles: whether the file has a subtitle stream (always False for folders); pass the file as
+            ``audio_from`` to :class:`VideoWriter` when ``has_audio or has_subtitles`` to keep them.
         frame_paths: the frame files of a folder (empty for video files).
         num_frames: number of frames; for video files counted by decoding the whole file once, on first
             access (the container header is not trusted); equal to the number :meth:`iter_frames` yields.
@@ -406,6 +409,7 @@ class VideoSource:
         self._num_frames: int | None = None
         self.frame_paths: list[Path] = []
         self.has_audio = False
+        self.has_subtitles = False
         self._warned: set[str] = set()
         if self.is_folder:
             self._init_folder(fps, check_sizes)
@@ -443,6 +447,7 @@ class VideoSource:
                     raise InputError(f"no video stream in {self.path}")
                 stream = container.streams.video[0]
                 self.has_audio = bool(container.streams.audio)
+                self.has_subtitles = bool(container.streams.subtitles)
                 self._is_gif = stream.codec_context.name == "gif"
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                 self._stream_end = _stream_end(stream)
@@ -661,6 +666,28 @@ def open_video(path: str | Path, *, fps: float | Fraction | None = None, check_s
     return VideoSource(path, fps=fps, check_sizes=check_sizes)
 
 
+def output_format(path: str | Path) -> str:
+    """The FFmpeg muxer :class:`VideoWriter` uses for a video output path (check a path before any work).
+
+    Args:
+        path: output file; its suffix (any case) picks the container (:data:`OUTPUT_FORMATS`), no suffix: mp4.
+
+    Returns:
+        ``'mp4'``, ``'mov'`` or ``'matroska'``.
+
+    Raises:
+        InputError: any other suffix (``.avi``, ``.webm``, ...), with the list of accepted ones.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == "":
+        return "mp4"
+    if suffix not in OUTPUT_FORMATS:
+        raise InputError(f"cannot write {path}: unsupported video output suffix {path.suffix!r}; accepted: "
+                         f"{', '.join(OUTPUT_FORMATS)} (H.264), or a folder of PNG frames")
+    return OUTPUT_FORMATS[suffix]
+
+
 class VideoWriter:
     """Write frames to an H.264 mp4 / mov / mkv (with the audio and subtitles of a source video) or PNG frames.
 
@@ -715,7 +742,7 @@ class VideoWriter:
         self.crf = int(crf)
         if not 0 <= self.crf <= 51:
             raise InputError(f"crf must be in [0, 51], got {crf}")
-        self._format = None if as_frames else self._container_format(self.path)
+        self._format = None if as_frames else output_format(self.path)
         out = self.path.resolve()
         for protected in (input_path, audio_from):
             if protected is None:
@@ -748,16 +775,6 @@ class VideoWriter:
                 self._tmp.mkdir()
             except OSError as err:
                 raise InputError(f"cannot write to the output folder {out.parent}: {err.strerror or err}") from err
-
-    @staticmethod
-    def _container_format(path: Path) -> str:
-        suffix = path.suffix.lower()
-        if suffix == "":
-            return "mp4"
-        if suffix not in OUTPUT_FORMATS:
-            raise InputError(f"cannot write {path}: unsupported video output suffix {path.suffix!r}; accepted: "
-                             f"{', '.join(OUTPUT_FORMATS)} (H.264), or a folder of PNG frames")
-        return OUTPUT_FORMATS[suffix]
 
     @staticmethod
     def _check_folder(folder: Path) -> None:
@@ -924,6 +941,14 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _codec_name(stream) -> str:
+    """FFmpeg's name of a stream's codec (``mp3``, not the decoder's ``mp3float``); ``unknown`` if none."""
+    try:
+        return stream.codec_context.codec.canonical_name
+    except AttributeError:  # no codec context / no decoder for it
+        return "unknown"
+
+
 class _Track:
     """One audio or subtitle stream of the source and how it goes into the output (remux or re-encode)."""
 
@@ -972,10 +997,14 @@ class _StreamCopier:
         self.pending: av.Packet | None = None
         self.done = not inputs
 
-    def _audio_track(self, stream, container_format: str) -> _Track:
-        codec = stream.codec_context.codec.canonical_name
+    def _audio_track(self, stream, container_format: str) -> _Track | None:
+        codec = _codec_name(stream)
         if codec in _AUDIO_AS_IS[container_format]:
             return _Track(stream, self.output.add_stream_from_template(stream), "copy")
+        if stream.codec_context is None or stream.codec_context.codec is None or not stream.rate:
+            log.warning("%s: audio stream %d (%s) dropped: FFmpeg cannot decode it to re-encode it for %s",
+                        self.path, stream.index, codec, container_format)
+            return None
         log.info("audio codec %s of %s (stream %d) cannot be stored in %s as is; re-encoding to AAC", codec,
                  self.path, stream.index, container_format)
         out = self.output.add_stream("aac", rate=stream.rate)
@@ -985,7 +1014,7 @@ class _StreamCopier:
         return _Track(stream, out, "audio")
 
     def _subtitle_track(self, stream, container_format: str) -> _Track | None:
-        codec = stream.codec_context.codec.canonical_name if stream.codec_context else "unknown"
+        codec = _codec_name(stream)
         as_is, text_codec = _SUBTITLES[container_format]
         if codec in as_is:
             return _Track(stream, self.output.add_stream_from_template(stream), "copy")
