@@ -35,9 +35,9 @@ The number of frames of a video file is counted by decoding it: container metada
 ``old_video_1.mp4`` of the shared data claims 134 frames in its header and decodes 28).
 
 **Corrupt video files**: every decodable frame is used. Packets that fail to decode are skipped, frames that
-the decoder conceals are kept, and frames missing from the stream (a damaged Matroska cluster, a gap of two
-or more frame intervals in the timestamps) are not replaced; one warning per clip gives the number of lost
-frames. :attr:`VideoSource.num_frames` counts exactly the frames :meth:`VideoSource.iter_frames` yields, so
+the decoder conceals are kept, and frames missing from the stream (a damaged Matroska cluster: a gap of two
+or more frame intervals in the timestamps, or frames missing before the end that the header gives) are not
+replaced; one warning per clip gives the number of lost frames (not for GIFs, whose delays vary by design). :attr:`VideoSource.num_frames` counts exactly the frames :meth:`VideoSource.iter_frames` yields, so
 the output has that many frames (fewer than the input; the audio, copied by time, runs ahead of the frames
 after a loss). A file without any decodable frame raises :class:`~zoo.errors.InputError`.
 
