@@ -330,7 +330,32 @@ def _clip(folder: Path, sizes: list[tuple[int, int]]) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("case", ["missing_train", "missing_val", "short", "small", "mixed"])
+def _mixed_size_video(path: Path) -> Path:
+    """A video whose frame size changes midway: two MPEG-TS streams of real sample crops (32x32, then 32x24)
+    concatenated byte-wise (FFmpeg probes the container by content, whatever the extension)."""
+    import io
+
+    import av
+
+    frames = sorted(SAMPLE.glob("*.png"))
+
+    def stream(h: int, w: int, first: int) -> bytes:
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format="mpegts") as container:
+            video = container.add_stream("mpeg2video", rate=25)
+            video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+            for index in range(first, first + 3):
+                image = np.ascontiguousarray(np.asarray(Image.open(frames[index]).convert("RGB"))[:h, :w])
+                container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            container.mux(video.encode())
+        return buffer.getvalue()
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(stream(32, 32, 0) + stream(24, 32, 3))
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing_train", "missing_val", "short", "small", "mixed", "mixed_video"])
 def test_training_data_errors_are_one_line(case: str, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     """Each bad-data case stops Lightning's fit (in the datamodule's setup) with one line naming the clip's key and
     path, through the same guard that ``lightning fit`` runs under (zoo.cli._run_guarded)."""
@@ -352,10 +377,14 @@ def test_training_data_errors_are_one_line(case: str, capsys: pytest.CaptureFixt
         clip = _clip(data / "small", [(64, 24)] * 2)
         options["train_paths"] = [str(clip)]
         expected = [f"training clip 'small' ({clip}) is 64x24, smaller than gt_size 32"]
-    else:
+    elif case == "mixed":
         clip = _clip(data / "mixed", [(64, 64), (64, 48)])
         options["train_paths"] = [str(clip)]
         expected = [f"training clip 'mixed' ({clip}): frames of different sizes", "00000001.png is 64x48"]
+    else:  # found while decoding (counting the frames when the training set opens)
+        clip = _mixed_size_video(data / "mixed.mkv")
+        options["train_paths"] = [str(clip)]
+        expected = [f"training clip 'mixed' ({clip}): frame ", "is 32x24, the first frame is 32x32"]
     settings = {"num_frames": 2, "gt_size": 32, "mirror": False, "samples_per_epoch": 2, "train_degradation": "bicubic",
                 "val_degradation": "bicubic", **options}
     code = _run_guarded(_trainer(tmp_path, max_steps=1).fit, _TinyAutomatic(), VSRDataModule(scale=2, **settings))

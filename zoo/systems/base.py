@@ -6,6 +6,13 @@ Everything after training is shared: running the network over whole clips throug
 path as ``vsrzoo upscale`` (:func:`zoo.inference.upscale_tensor`), metrics against GT (:class:`zoo.metrics.VideoMetrics`)
 next to a bicubic baseline, image grids (bicubic | SR | GT crops) in TensorBoard, and predictions for
 ``lightning predict`` (written by :class:`zoo.systems.writer.VideoPredictionWriter`).
+
+Training guards, also written once here: every family's loss terms are checked before the backward pass
+(:meth:`VSRSystem.check_losses`; manual G/D steps through :meth:`VSRSystem.guarded_update`) and the gradients before
+every optimizer step (:meth:`VSRSystem.on_before_optimizer_step`); a NaN / Inf stops training with one
+:class:`~zoo.errors.TrainingError` line or skips the update (``nonfinite``). Manual-optimisation systems clip with
+``grad_clip_norm`` there; automatic ones with the trainer's ``gradient_clip_val``. A checkpoint of another family is
+refused before Lightning loads it (:meth:`VSRSystem.on_load_checkpoint`).
 """
 from __future__ import annotations
 
@@ -382,7 +389,8 @@ class VSRSystem(L.LightningModule):
         info = checkpoint.setdefault(CHECKPOINT_INFO, {})
         info["family"] = self.family
         info["made_by"] = provenance()
-        info["nonfinite_skipped"] = self.nonfinite_skipped
+        if self.nonfinite_skipped:  # updates skipped for non-finite values (nonfinite: skip), carried on by a resume
+            info["nonfinite_skipped"] = self.nonfinite_skipped
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another family (``lightning fit --ckpt_path``, ``load_from_checkpoint``) before
