@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import import_module
+from pathlib import Path
 from typing import Sequence
 
 from zoo.benchmark.command import benchmark_main, compare_main
@@ -48,6 +50,15 @@ def make_cli(args: Sequence[str] | None = None, *, run: bool = True):  # noqa: A
         def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - jsonargparse parser
             parser.link_arguments("data.init_args.scale", "model.init_args.scale")
 
+        def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 - LightningCLI
+            super().parse_arguments(parser, args)
+            # before LightningCLI re-parses the model from a --ckpt_path's hyper-parameters (which fails with pages of
+            # parser errors for another family's checkpoint): one line naming both families
+            _check_ckpt_family(self.config)
+
+        def before_fit(self) -> None:
+            _check_manual_clipping(self.model, self.trainer)
+
     return ZooCLI(
         VSRSystem,
         VSRDataModule,
@@ -58,6 +69,48 @@ def make_cli(args: Sequence[str] | None = None, *, run: bool = True):  # noqa: A
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"default_env": False, "parser_mode": "omegaconf"},
     )
+
+
+def _import_class(class_path: str) -> object:
+    """The object a config's ``class_path`` names (None when it cannot be imported: the parser reports that)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _check_ckpt_family(config) -> None:  # noqa: ANN001 - jsonargparse Namespace
+    """Refuse a ``--ckpt_path`` checkpoint of another family than the config's model (:class:`WeightsError`)."""
+    from zoo.systems.base import VSRSystem
+
+    subcommand = config.get("subcommand")
+    ckpt_path = config[subcommand].get("ckpt_path") if subcommand else None
+    class_path = config[subcommand].get("model", {}).get("class_path") if ckpt_path else None
+    if not class_path or not Path(ckpt_path).is_file():
+        return
+    system = _import_class(str(class_path))
+    if not (isinstance(system, type) and issubclass(system, VSRSystem)):
+        return
+    import torch
+
+    try:  # memory-mapped: the tensors are not read
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - unreadable here: Lightning reports it as before
+        return
+    system.check_checkpoint_family(ckpt, source=str(ckpt_path))
+
+
+def _check_manual_clipping(model, trainer) -> None:  # noqa: ANN001 - LightningModule, Trainer
+    """Lightning refuses ``trainer.gradient_clip_val`` with manual optimisation (the GAN systems) with a traceback;
+    say in one line (:class:`ConfigError`) which option replaces it."""
+    clip = trainer.gradient_clip_val
+    if not model.automatic_optimization and clip:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"trainer.gradient_clip_val={clip}: {type(model).__name__} optimises manually (G and D), "
+                          f"which Lightning cannot clip; set model.init_args.grad_clip_norm: {clip} instead and "
+                          "trainer.gradient_clip_val: null")
 
 
 def _user_error(err: BaseException) -> ZooError | None:

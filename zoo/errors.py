@@ -33,3 +33,8 @@ class WeightsError(ZooError, ValueError):
 
 class ConfigError(ZooError, ValueError):
     """Inconsistent options (e.g. an overlap not smaller than the chunk)."""
+
+
+class TrainingError(ZooError, RuntimeError):
+    """Training cannot go on: a non-finite loss or gradient (with ``nonfinite: stop``), or more skipped steps than
+    allowed (``max_nonfinite_skips``). The message names the step and the loss terms."""

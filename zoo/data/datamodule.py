@@ -118,10 +118,10 @@ class VSRDataModule(L.LightningDataModule):
         self.predict_set: PredictClipDataset | None = None
 
     # --------------------------------------------------------------------------------------------- setup
-    def _eval_set(self, paths: list[str], mode: str, lq_paths: list[str] | None) -> EvalClipDataset:
+    def _eval_set(self, paths: list[str], mode: str, lq_paths: list[str] | None, what: str) -> EvalClipDataset:
         return EvalClipDataset(paths=paths, scale=self.scale, degradation=mode, lq_paths=lq_paths,
                                seed=self.val_seed, synthetic=self.degradation, num_frames=self.val_num_frames,
-                               max_size=self.val_max_size)
+                               max_size=self.val_max_size, what=what)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets of a stage ('fit', 'validate', 'test', 'predict'; None: all that have paths).
@@ -141,14 +141,14 @@ class VSRDataModule(L.LightningDataModule):
                     mirror=self.mirror, degradation=train_degradation, samples_per_epoch=self.samples_per_epoch,
                     use_flip=self.use_flip, use_transpose=self.use_flip)
         if stage in ("fit", "validate", None) and self.val_paths and self.val_set is None:
-            self.val_set = self._eval_set(self.val_paths, self.val_degradation, self.val_lq_paths)
+            self.val_set = self._eval_set(self.val_paths, self.val_degradation, self.val_lq_paths, "validation")
         if stage == "validate" and not self.val_paths:
             raise ConfigError("validate needs val_paths")
         if stage in ("test", None) and (self.test_paths or stage == "test"):
             if not self.test_paths:
                 raise ConfigError("test needs test_paths")
             if self.test_set is None:
-                self.test_set = self._eval_set(self.test_paths, self.test_degradation, self.test_lq_paths)
+                self.test_set = self._eval_set(self.test_paths, self.test_degradation, self.test_lq_paths, "test")
         if stage in ("predict", None) and (self.predict_paths or stage == "predict"):
             if not self.predict_paths:
                 raise ConfigError("predict needs predict_paths")
