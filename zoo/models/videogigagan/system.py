@@ -315,7 +315,8 @@ class VideoGigaGAN(VSRSystem):
         checkpoint["videogigagan_d_steps"] = self._d_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the discriminator step counter."""
+        """Restore the discriminator step counter (and, in the base class, the random states)."""
+        super().on_load_checkpoint(checkpoint)
         self._d_steps = int(checkpoint.get("videogigagan_d_steps", 0))
 
     # ------------------------------------------------------------------ optimisers
