@@ -27,7 +27,22 @@ from zoo.data.datasets import EvalClipDataset, PredictClipDataset, TrainClipData
 from zoo.data.degradations import BicubicDegradation, RealBasicVSRDegradation, RealESRGANDegradation
 from zoo.errors import ConfigError
 
-__all__ = ["TrainSampler", "VSRDataModule"]
+__all__ = ["ResumableDataLoader", "TrainSampler", "VSRDataModule"]
+
+
+class ResumableDataLoader(DataLoader):
+    """The training DataLoader: a plain :class:`~torch.utils.data.DataLoader` that tells Lightning it resumes
+    mid-epoch (Lightning otherwise warns that a resumed run is unreliable). Its position is not its own state: it is
+    saved and restored by :meth:`VSRDataModule.state_dict` / :meth:`VSRDataModule.load_state_dict` and given to its
+    :class:`TrainSampler` (counting from the trainer's finished batches, which Lightning's one-batch prefetching
+    would make off by one in a loader-side counter)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Empty: see the class docstring."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to load: see the class docstring."""
 
 
 class TrainSampler(DistributedSampler):
@@ -224,12 +239,12 @@ class VSRDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset, *, batch_size: int, sampler: torch.utils.data.Sampler | None = None,
-                drop_last: bool = False, seed: int = 0) -> DataLoader:
+                drop_last: bool = False, seed: int = 0, loader: type[DataLoader] = DataLoader) -> DataLoader:
         # the loader's own generator seeds the workers, so creating an iterator never draws from the global RNG
         generator = torch.Generator().manual_seed(seed)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                          drop_last=drop_last, generator=generator, persistent_workers=self.num_workers > 0,
-                          pin_memory=False)
+        return loader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+                      drop_last=drop_last, generator=generator, persistent_workers=self.num_workers > 0,
+                      pin_memory=False)
 
     def _eval_loader(self, dataset) -> DataLoader:
         """Batch size 1 and, under DDP, each clip on exactly one rank (no repeated clips padding the split)."""
@@ -263,7 +278,7 @@ class VSRDataModule(L.LightningDataModule):
         sampler = TrainSampler(self.train_set, num_samples=num_batches * self.batch_size, num_replicas=world,
                                rank=rank, epoch=epoch, start=done * self.batch_size)
         return self._loader(self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True,
-                            seed=self.train_seed + rank)
+                            seed=self.train_seed + rank, loader=ResumableDataLoader)
 
     # ---------------------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
