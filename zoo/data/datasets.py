@@ -127,9 +127,11 @@ class TrainClipDataset(Dataset):
     half the frames, cut to ``num_frames``), crop a random ``gt_size`` square (the same for all frames), flip /
     transpose, then ``lq = degradation(gt, generator)``.
 
-    Randomness: every item draws one seed from the global torch RNG (seeded per DataLoader worker by PyTorch,
-    from the loader's generator, and in the main process by ``lightning.seed_everything``), and all its choices
-    and its degradation derive from that seed, so runs are reproducible.
+    Randomness: item ``index`` is a fixed function of ``(seed, index)``: its seed is ``stable_seed(seed, 'train',
+    index)`` and all its choices and its degradation derive from it (numpy / torch generators of its own; no global
+    RNG, no worker RNG). ``index`` may be any non-negative int, not only ``< len(self)``: the datamodule's sampler
+    (:class:`zoo.data.datamodule.TrainSampler`) walks fresh indices every epoch and on every rank, so that the
+    training stream is a function of the seed and the sample's position alone, which makes resuming exact.
 
     Args:
         paths: training clip paths (REDS ``train_sharp``, a folder of videos, ...).
@@ -140,6 +142,7 @@ class TrainClipDataset(Dataset):
         degradation: ``callable(gt (t, 3, H, W), generator) -> lq``; None: ``RealBasicVSRDegradation(scale=scale)``.
         samples_per_epoch: dataset length (items per epoch), independent of the number of clips.
         use_flip, use_transpose: augmentations.
+        seed: base seed of the items (the datamodule draws it once per run: :class:`zoo.data.datamodule.VSRDataModule`).
 
     Raises:
         ConfigError: ``gt_size`` not divisible by ``scale``, non-positive sizes, a degradation of another scale.
@@ -149,7 +152,8 @@ class TrainClipDataset(Dataset):
 
     def __init__(self, *, paths: Sequence[str | Path], num_frames: int = 30, gt_size: int = 256, scale: int = 4,
                  mirror: bool = True, degradation: Degradation | None = None, samples_per_epoch: int = 1000,
-                 use_flip: bool = True, use_transpose: bool = True) -> None:
+                 use_flip: bool = True, use_transpose: bool = True, seed: int = 0) -> None:
+        self.seed = seed
         if num_frames < 1 or gt_size < 1 or scale < 1 or samples_per_epoch < 1:
             raise ConfigError(f"num_frames ({num_frames}), gt_size ({gt_size}), scale ({scale}) and "
                               f"samples_per_epoch ({samples_per_epoch}) must be positive")
@@ -182,8 +186,9 @@ class TrainClipDataset(Dataset):
         return self.samples_per_epoch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        seed = int(torch.randint(0, 2**62, (1,)))
-        return self.sample(seed)
+        """Item ``index`` (any int >= 0) of the stream of base seed :attr:`seed`: ``sample(stable_seed(seed, 'train',
+        index))``."""
+        return self.sample(stable_seed(self.seed, "train", int(index)))
 
     def sample(self, seed: int) -> dict[str, torch.Tensor | str]:
         """Build the item of a given seed (the same seed gives the same item).

@@ -17,18 +17,22 @@ refused before Lightning loads it (:meth:`VSRSystem.on_load_checkpoint`).
 from __future__ import annotations
 
 import math
+import random
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
+import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 
+from zoo.data.datasets import stable_seed
 from zoo.data.degradations import bicubic_upsample
 from zoo.errors import ConfigError, TrainingError, WeightsError
 from zoo.family import CpuHint
@@ -100,6 +104,52 @@ def _describe_terms(values: Mapping[str, torch.Tensor], names: list[str]) -> str
 torch.serialization.add_safe_globals([EvalOptions])
 
 
+def rng_states() -> dict[str, Any]:
+    """This process's global random states: torch CPU, every initialised CUDA device, numpy and ``random``.
+
+    Returns:
+        ``{'torch': ByteTensor, 'cuda': [ByteTensor, ...], 'numpy': {'name', 'keys' (int64 tensor), 'pos',
+        'has_gauss', 'gauss'}, 'python': tuple}`` (what :func:`set_rng_states` takes): tensors and plain values only,
+        so that checkpoints still load with ``torch.load(weights_only=True)``.
+    """
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    return {"torch": torch.get_rng_state(), "cuda": cuda, "numpy": numpy_state, "python": random.getstate()}
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore :func:`rng_states` (CUDA states only when this process sees as many devices)."""
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    numpy_state = states["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["gauss"]))
+    random.setstate(states["python"])
+
+
+def _all_gather(value: Any) -> list[Any]:
+    """``[value of rank 0, value of rank 1, ...]`` over the default process group; ``[value]`` without one."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def mean_over_clips(clips: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean of each result key over the per-clip dicts that have it (``math.fsum``, so the order of the clips does
+    not change the result; ``'key'`` is not a result)."""
+    values: dict[str, list[float]] = {}
+    for clip in clips:
+        for name, value in clip.items():
+            if name != "key":
+                values.setdefault(name, []).append(value)
+    return {name: math.fsum(vals) / len(vals) for name, vals in values.items()}
+
+
 class VSRSystem(L.LightningModule):
     """Shared validation/test/predict behaviour of the zoo's systems.
 
@@ -152,6 +202,8 @@ class VSRSystem(L.LightningModule):
         self._last_skip: str | None = None
         self._update_skipped = False
         self._metrics: dict[str, VideoMetrics] = {}
+        self._rng_to_restore: dict[str, Any] | None = None  # this rank's states from the checkpoint being resumed
+        self._rng_before_validation: dict[str, Any] | None = None
 
     def build_ema(self, ema_decay: float | None) -> None:
         """Keep an exponential moving average of ``self.net_g`` as ``self.net_g_ema`` (``None``: no EMA).
@@ -385,16 +437,27 @@ class VSRSystem(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the family and where the checkpoint came from (:func:`zoo.provenance.provenance`: the training
-        command and the code's commit) under ``checkpoint['vsrzoo']``."""
+        command and the code's commit) under ``checkpoint['vsrzoo']``, and every rank's global random states
+        (:func:`rng_states`, a list indexed by global rank) under ``checkpoint['vsrzoo']['rng']``.
+
+        Lightning saves model, optimizers, loops, callbacks and the datamodule's state but not the global random
+        generators, which the diffusion families draw their noise from; with them a run resumed from the
+        checkpoint continues bit for bit on the CPU. Under DDP every rank calls this hook (Lightning builds the
+        checkpoint on all ranks and rank 0 writes it), so the states are gathered here.
+        """
         info = checkpoint.setdefault(CHECKPOINT_INFO, {})
         info["family"] = self.family
         info["made_by"] = provenance()
+        info["rng"] = _all_gather(rng_states())
         if self.nonfinite_skipped:  # updates skipped for non-finite values (nonfinite: skip), carried on by a resume
             info["nonfinite_skipped"] = self.nonfinite_skipped
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another family (``lightning fit --ckpt_path``, ``load_from_checkpoint``) before
-        Lightning loads its tensors, and restore the count of skipped updates. Subclasses that override it call
+        Lightning loads its tensors, restore the count of skipped updates, and keep this rank's random states of the
+        checkpoint; they are set when training starts (:meth:`on_train_start`), after Lightning's sanity validation,
+        so that nothing between loading and the first resumed step draws from them (a checkpoint of another world
+        size gives each rank the states of rank ``rank % saved ranks``). Subclasses that override it call
         ``super().on_load_checkpoint(checkpoint)`` first.
 
         Raises:
@@ -404,6 +467,22 @@ class VSRSystem(L.LightningModule):
         source = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
         type(self).check_checkpoint_family(checkpoint, source=str(source))
         self.nonfinite_skipped = int(info.get("nonfinite_skipped", 0) or 0)
+        states = info.get("rng")
+        if states:  # this rank's random states, set when training starts (on_train_start)
+            self._rng_to_restore = states[self.global_rank % len(states)]
+
+    def on_train_start(self) -> None:
+        """Set the random states of the checkpoint being resumed (see :meth:`on_load_checkpoint`). A fresh run on
+        several ranks instead reseeds each rank from one shared draw and its rank (``seed_everything`` gives every rank
+        the same generators, hence the same training noise); a one-process run keeps its generators."""
+        if self._rng_to_restore is not None:
+            set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
+        elif self.trainer.world_size > 1 and self.global_step == 0:
+            seed = stable_seed(int(torch.randint(0, 2**62, (1,))), "rank", self.global_rank)
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
 
     @classmethod
     def check_checkpoint_family(cls, checkpoint: object, *, source: str) -> None:
@@ -477,10 +556,16 @@ class VSRSystem(L.LightningModule):
             self._log_grid(f"{stage}/{keys[0]}", bicubic[0], sr[0], gt[0])
 
     def _eval_end(self, stage: str) -> None:
-        values = self._metrics.pop(stage).compute()
-        baseline = self._metrics.pop(f"{stage}_bicubic").compute()
-        logged = {f"{stage}/{k}": float(v) for k, v in values.items()}
-        logged.update({f"{stage}/bicubic_{k}": float(v) for k, v in baseline.items()})
+        """Log the means over all clips of all ranks: each rank's per-clip results are gathered and a clip key seen
+        on several ranks (Lightning's ``DistributedSampler`` pads an uneven split by repeating clips) counts once,
+        so the logged values equal a one-process run on the same clips (``sync_dist`` then averages equal values)."""
+        logged = {}
+        for name, prefix in ((stage, f"{stage}/"), (f"{stage}_bicubic", f"{stage}/bicubic_")):
+            clips: dict[str, dict] = {}
+            for rank_clips in _all_gather(self._metrics.pop(name).per_clip()):
+                for clip in rank_clips:
+                    clips.setdefault(clip["key"], clip)
+            logged.update({f"{prefix}{k}": float(v) for k, v in mean_over_clips(list(clips.values())).items()})
         self.log_dict(logged, sync_dist=True)
 
     def _log_grid(self, tag: str, bicubic: torch.Tensor, sr: torch.Tensor, gt: torch.Tensor) -> None:
@@ -495,6 +580,12 @@ class VSRSystem(L.LightningModule):
         crops = [x[mid, :, top : top + side, left : left + side].float().cpu() for x in (bicubic, sr, gt)]
         experiment.add_image(tag, make_grid(crops, nrow=3, padding=4, pad_value=1.0), self.global_step)
 
+    def on_validation_start(self) -> None:
+        """Validation leaves the global random states as it found them (restored in :meth:`on_validation_epoch_end`,
+        before any checkpoint of that validation is built): training draws the same numbers however often it is
+        validated, and a resumed run matches an uninterrupted one."""
+        self._rng_before_validation = rng_states()
+
     def on_validation_epoch_start(self) -> None:
         self._eval_start("val")
 
@@ -503,6 +594,9 @@ class VSRSystem(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._eval_end("val")
+        if self._rng_before_validation is not None:
+            set_rng_states(self._rng_before_validation)
+            self._rng_before_validation = None
 
     def on_test_epoch_start(self) -> None:
         self._eval_start("test")

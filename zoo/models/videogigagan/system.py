@@ -323,7 +323,7 @@ class VideoGigaGAN(VSRSystem):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Check the family (:meth:`zoo.systems.base.VSRSystem.on_load_checkpoint`), restore the discriminator step
-        counter."""
+        counter (and, in the base class, the random states)."""
         super().on_load_checkpoint(checkpoint)
         self._d_steps = int(checkpoint.get("videogigagan_d_steps", 0))
 
