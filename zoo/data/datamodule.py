@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from zoo.data.datasets import EvalClipDataset, PredictClipDataset, TrainClipDataset
 from zoo.data.degradations import BicubicDegradation, RealBasicVSRDegradation, RealESRGANDegradation
+from zoo.data.samplers import UnpaddedDistributedSampler
 from zoo.errors import ConfigError
 
 __all__ = ["VSRDataModule"]
@@ -189,7 +190,18 @@ class VSRDataModule(L.LightningDataModule):
         return self._loader(self.test_set, batch_size=1, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        """Prediction loader: batches ``{'lq': (1, t, 3, h, w), 'key': [str]}``."""
+        """Prediction loader: batches ``{'lq': (1, t, 3, h, w), 'key': [str]}``.
+
+        With several processes (e.g. ``--trainer.strategy=ddp --trainer.devices=2``) every clip goes to exactly one
+        rank, rank ``r`` of ``n`` getting clips ``r, r + n, ...`` (:class:`~zoo.data.samplers.UnpaddedDistributedSampler`:
+        no clip repeated to even out the ranks, a rank may get none), whatever ``use_distributed_sampler`` says.
+        """
         if self.predict_set is None:
             self.setup("predict")
-        return self._loader(self.predict_set, batch_size=1, shuffle=False)
+        trainer = self.trainer
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            sampler = UnpaddedDistributedSampler(self.predict_set, num_replicas=trainer.world_size,
+                                                 rank=trainer.global_rank)
+        return DataLoader(self.predict_set, batch_size=1, shuffle=False, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=False, pin_memory=False)
