@@ -114,24 +114,35 @@ def measure(input_path: Path, output_path: Path, upscale_args: list[str], *, thr
 
 
 def run_sizes(frames_list: list[int], *, source: Path, crop: tuple[int, int] | None, upscale_args: list[str],
-              threads: int = 1, poll: float = 0.05, verbose: bool = False) -> list[dict]:
+              threads: int = 1, poll: float = 0.05, jobs: int = 1, verbose: bool = False) -> list[dict]:
     """:func:`measure` for each length of ``frames_list`` (inputs and outputs in a temporary folder).
 
+    Args:
+        jobs: how many measured processes run at once (each one's peak RSS is its own; only the seconds change).
+
     Returns:
-        one dict per length: :func:`measure`'s keys plus ``'frames'`` and ``'input'`` (``'WxH'``, ``' (crop)'`` when
-        cropped).
+        one dict per length, in the order of ``frames_list``: :func:`measure`'s keys plus ``'frames'`` and
+        ``'input'`` (``'WxH'``, ``' (crop)'`` when cropped).
     """
-    rows = []
+    from concurrent.futures import ThreadPoolExecutor
+
     with tempfile.TemporaryDirectory(prefix="upscale_memory_") as tmp:
+        rows = []
         for frames in frames_list:
             clip = Path(tmp) / f"input_{frames}.mp4"
             width, height = make_input(source, frames, crop, clip)
-            row = {"frames": frames, "input": f"{width}x{height}" + (" (crop)" if crop else "")}
-            row.update(measure(clip, Path(tmp) / f"output_{frames}.mp4", upscale_args, threads=threads, poll=poll))
-            rows.append(row)
+            rows.append({"frames": frames, "input": f"{width}x{height}" + (" (crop)" if crop else "")})
+
+        def one(row: dict) -> dict:
+            frames = row["frames"]
+            row.update(measure(Path(tmp) / f"input_{frames}.mp4", Path(tmp) / f"output_{frames}.mp4", upscale_args,
+                               threads=threads, poll=poll))
             if verbose:
                 print(json.dumps(row), flush=True)
-    return rows
+            return row
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(one, rows))
 
 
 def growth(rows: list[dict], small: int, large: int) -> float:
@@ -197,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--crop", default="32x32", help="HxW top-left crop of the input ('none': full frames)")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each run (0: inherit)")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between RSS samples")
+    parser.add_argument("--jobs", type=int, default=1, help="measured processes run at once (memory is per process)")
     parser.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
     parser.add_argument("--notes", default="", help="a paragraph appended to the markdown")
     parser.add_argument("--upscale-args", nargs=argparse.REMAINDER, default=None,
@@ -209,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     crop = None if args.crop.lower() == "none" else tuple(int(v) for v in args.crop.lower().split("x"))
     upscale_args = args.upscale_args or DEFAULT_UPSCALE_ARGS
     rows = run_sizes(args.frames, source=source, crop=crop, upscale_args=upscale_args, threads=args.threads,
-                     poll=args.poll, verbose=True)
+                     poll=args.poll, jobs=args.jobs, verbose=True)
     sizes = sorted(args.frames)
     result = {
         "script_version": SCRIPT_VERSION,
@@ -219,6 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
         else str(source),
         "threads": args.threads,
         "poll_s": args.poll,
+        "jobs": args.jobs,
         "machine": _machine(),
         "versions": _versions(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -105,6 +105,8 @@ def test_predict_loader_partitions_the_clips_without_repeats(tmp_path, clips, wo
         loader = datamodule.predict_dataloader()
         assert isinstance(loader.sampler, UnpaddedDistributedSampler)
         assert list(loader.sampler) == list(range(clips))[rank::world_size] and len(loader) == len(loader.sampler)
+        # an empty share is allowed (Lightning otherwise raises "DataLoader within local rank has zero length")
+        assert datamodule.allow_zero_length_dataloader_with_multiple_devices == (len(loader) == 0)
         seen += list(loader.sampler)
     assert sorted(seen) == list(range(clips))
 

@@ -203,5 +203,7 @@ class VSRDataModule(L.LightningDataModule):
         if trainer is not None and trainer.world_size > 1:
             sampler = UnpaddedDistributedSampler(self.predict_set, num_replicas=trainer.world_size,
                                                  rank=trainer.global_rank)
+            if len(sampler) == 0:  # fewer clips than processes: this rank has nothing to do (no collective per batch)
+                self.allow_zero_length_dataloader_with_multiple_devices = True
         return DataLoader(self.predict_set, batch_size=1, shuffle=False, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=False, pin_memory=False)
