@@ -4,7 +4,9 @@ For each requested length N the source clip is looped to N frames (top-left crop
 into a temporary mp4, then the real command ``python -m zoo upscale INPUT -o OUTPUT <upscale args>`` runs in a fresh
 process. Its peak resident set size is the kernel's ``ru_maxrss`` of that one child (``os.wait4``: not mixed with
 other children, nor with this process), and its RSS is polled with psutil every ``--poll`` seconds, so the results
-also show when the peak is reached (RSS at 10 %, 50 %, 90 % and 100 % of the run's wall time).
+also show when the peak is reached: the largest RSS polled until the output's temporary file appears (imports,
+network, the first chunk upscaled: the writer opens the encoder with the first finished frame) and the largest
+after it (the rest of the video streamed through).
 
 Default command: the tiny random RealBasicVSR (``--model realbasicvsr --random-weights --variant tiny``, chunks of
 30 frames with 4 overlapping: the family's defaults) on 32x32 crops of the embedded real sample (20 frames, looped),
@@ -72,8 +74,9 @@ def measure(input_path: Path, output_path: Path, upscale_args: list[str], *, thr
         poll: seconds between two RSS samples (psutil).
 
     Returns:
-        ``{'peak_rss_mib': float (ru_maxrss of the child), 'rss_at_mib': {'10%': ..., '50%': ..., '90%': ...,
-        '100%': ...} (largest RSS sampled up to that share of the wall time), 'seconds': float, 'samples': int}``.
+        ``{'peak_rss_mib': float (ru_maxrss of the child), 'rss_first_chunk_mib': largest RSS polled until the output's
+        temporary file appeared, 'rss_after_mib': largest RSS polled after it, 'seconds': float, 'samples': int}``
+        (an RSS is None when no sample fell in its period).
 
     Raises:
         RuntimeError: the command failed (its stderr tail in the message).
@@ -89,15 +92,19 @@ def measure(input_path: Path, output_path: Path, upscale_args: list[str], *, thr
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=ROOT)
         watched = psutil.Process(proc.pid)
-        samples: list[tuple[float, float]] = []
+        samples: list[tuple[bool, float]] = []  # (output started, RSS MiB)
+        output_started = False
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             try:
-                samples.append((time.perf_counter() - started, watched.memory_info().rss / 2**20))
+                rss = watched.memory_info().rss / 2**20
             except psutil.Error:
-                pass
+                rss = None
+            output_started = output_started or any(output_path.parent.glob(f".{output_path.name}.partial-*"))
+            if rss is not None:
+                samples.append((output_started, rss))
             time.sleep(poll)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -105,12 +112,13 @@ def measure(input_path: Path, output_path: Path, upscale_args: list[str], *, thr
             log.seek(0)
             tail = log.read().decode(errors="replace")[-2000:]
             raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{tail}")
-    rss_at = {}
-    for share in (0.1, 0.5, 0.9, 1.0):
-        seen = [rss for t, rss in samples if t <= share * seconds]
-        rss_at[f"{share:.0%}"] = round(max(seen), 1) if seen else None
+    def largest(after: bool) -> float | None:
+        seen = [rss for started, rss in samples if started == after]
+        return round(max(seen), 1) if seen else None
+
     return {"peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
-            "rss_at_mib": rss_at, "seconds": round(seconds, 1), "samples": len(samples)}
+            "rss_first_chunk_mib": largest(False), "rss_after_mib": largest(True), "seconds": round(seconds, 1),
+            "samples": len(samples)}
 
 
 def run_sizes(frames_list: list[int], *, source: Path, crop: tuple[int, int] | None, upscale_args: list[str],
@@ -178,21 +186,22 @@ def render_markdown(result: dict) -> str:
         "",
         f"Each run: `{result['upscale_command']}` in a fresh process, "
         f"`OMP_NUM_THREADS={result['threads']}`; input {result['rows'][0]['input']} looped from "
-        f"`{result['source']}`. Peak RSS = the child's `ru_maxrss` (`os.wait4`); RSS at x % = the largest RSS "
-        f"polled (psutil, every {result['poll_s']} s) up to that share of the run's wall time.",
+        f"`{result['source']}`, {result['jobs']} measured at once. Peak RSS = the child's `ru_maxrss` (`os.wait4`); "
+        f"RSS polled with psutil every {result['poll_s']} s: the largest until the output's temporary file appears "
+        "(imports, network, first chunk upscaled) and the largest after it (the rest of the video streamed).",
         "",
         f"Machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, "
         f"{result['machine']['memory_gib']} GiB (shared with other jobs while measured: the seconds are "
         "contaminated, memory is not). Versions: "
         + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".",
         "",
-        "| frames | input | peak RSS (MiB) | RSS at 10 % | at 50 % | at 90 % | seconds |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| frames | input | peak RSS (MiB) | RSS to first chunk (MiB) | RSS after (MiB) | seconds |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
-        at = row["rss_at_mib"]
-        lines.append(f"| {row['frames']} | {row['input']} | {row['peak_rss_mib']} | {at['10%']} | {at['50%']} | "
-                     f"{at['90%']} | {row['seconds']} |")
+        first, after = (row[k] if row[k] is not None else "n/a" for k in ("rss_first_chunk_mib", "rss_after_mib"))
+        lines.append(f"| {row['frames']} | {row['input']} | {row['peak_rss_mib']} | {first} | {after} | "
+                     f"{row['seconds']} |")
     lines.append("")
     for key, value in result["growth"].items():
         lines.append(f"Peak RSS growth {key} frames: {value:+.1%}.")
