@@ -25,6 +25,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from zoo.data.datasets import EvalClipDataset, PredictClipDataset, TrainClipDataset
 from zoo.data.degradations import BicubicDegradation, RealBasicVSRDegradation, RealESRGANDegradation
+from zoo.data.samplers import UnpaddedDistributedSampler
 from zoo.errors import ConfigError
 
 __all__ = ["ResumableDataLoader", "TrainSampler", "VSRDataModule"]
@@ -311,7 +312,18 @@ class VSRDataModule(L.LightningDataModule):
         return self._eval_loader(self.test_set)
 
     def predict_dataloader(self) -> DataLoader:
-        """Prediction loader: batches ``{'lq': (1, t, 3, h, w), 'key': [str]}``."""
+        """Prediction loader: batches ``{'lq': (1, t, 3, h, w), 'key': [str]}``.
+
+        With several processes (e.g. ``--trainer.strategy=ddp --trainer.devices=2``) every clip goes to exactly one
+        rank, rank ``r`` of ``n`` getting clips ``r, r + n, ...`` (:class:`~zoo.data.samplers.UnpaddedDistributedSampler`:
+        no clip repeated to even out the ranks, a rank may get none), whatever ``use_distributed_sampler`` says.
+        """
         if self.predict_set is None:
             self.setup("predict")
-        return self._loader(self.predict_set, batch_size=1, seed=self.val_seed)
+        rank, world = self._world()
+        sampler = None
+        if world > 1:
+            sampler = UnpaddedDistributedSampler(self.predict_set, num_replicas=world, rank=rank)
+            if len(sampler) == 0:  # fewer clips than processes: this rank has nothing to do (no collective per batch)
+                self.allow_zero_length_dataloader_with_multiple_devices = True
+        return self._loader(self.predict_set, batch_size=1, sampler=sampler, seed=self.val_seed)

@@ -314,8 +314,11 @@ class EvalClipDataset(Dataset):
 class PredictClipDataset(Dataset):
     """LQ-only clips (real videos) for prediction: items ``{'lq': (t, 3, h, w), 'key': str}``.
 
-    The whole clip (or its first ``num_frames`` frames) is read into memory; for long videos use
-    ``zoo.inference.upscale_video``, which streams.
+    The whole clip (or its first ``num_frames`` frames) is read into memory when its item is loaded: ``t * h * w * 12``
+    bytes of float32 LQ, and the system's prediction holds the SR clip, ``scale**2`` times more (x4, 640x360,
+    100 frames: 0.28 GB LQ, 4.4 GB SR; one clip per process at a time). Fine for a library of short clips; for long
+    videos use ``vsrzoo upscale`` / ``zoo.inference.upscale_video``, which stream (memory independent of length), or
+    bound ``num_frames``. Clips are only opened here (first frame decoded), not read.
 
     Args:
         paths: LQ clip paths (folders of frames or video files).

@@ -611,6 +611,7 @@ class VSRSystem(L.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Upscale an LQ-only batch; returns ``{'sr': (b, t, 3, sh, sw) float32 CPU in [0, 1], 'key': [...]}``.
 
-        :class:`zoo.systems.writer.VideoPredictionWriter` writes the frames or videos.
+        :class:`zoo.systems.writer.VideoPredictionWriter` writes the frames or videos. The whole SR clip is held in
+        memory (see :class:`zoo.data.datasets.PredictClipDataset` for the sizes; long videos: ``vsrzoo upscale``).
         """
         return {"sr": self.upscale(batch["lq"]).cpu(), "key": batch["key"]}
