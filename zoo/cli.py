@@ -9,7 +9,12 @@ is linked to the model's ``scale``. ``vsrzoo`` offers the same four subcommands 
   Everything family-specific comes from the family table (:mod:`zoo.hub`): the ``--model`` choices, the weight forms
   in ``--help``, the chunking and tiling defaults, and the sampling flags of the diffusion families (built from each
   spec's ``sampling_options``; a flag another family owns is refused). ``--random-weights`` (optionally with
-  ``--variant tiny``) instead of ``--weights`` runs random networks end to end.
+  ``--variant tiny``) instead of ``--weights`` runs random networks end to end. Every cheap check (options in
+  range, device, output path) comes before the model is loaded. Ctrl-C / SIGTERM remove the temporary output and
+  print one line (exit 130 / 143); a full disk prints one line (exit 1); finished chunks are kept next to the output
+  so that ``--resume`` continues an interrupted run (:func:`zoo.inference.upscale_video`). INPUT may also be a batch:
+  a folder of videos and/or clip folders, or a ``.txt`` list; OUTPUT is then a folder, existing outputs are skipped
+  (``--overwrite`` redoes them) and a failing input does not stop the others (exit 1 if one failed).
 * ``vsrzoo compare INPUT -o compare.mp4 --model bicubic --model realesrgan:x4plus ...``: several models on the same
   frames, as one labelled side-by-side video and a table (:mod:`zoo.benchmark.compare`).
 * ``vsrzoo models``: the family table. ``vsrzoo benchmark``: leaderboard runs (:mod:`zoo.benchmark`).
@@ -408,6 +413,9 @@ def _batch_inputs(args: argparse.Namespace) -> list[tuple[Path, Path]] | None:
     out_dir = Path(args.output).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{source} is a batch of inputs, so -o is an output folder; {out_dir} is a file")
+    if not out_dir.exists() and out_dir.suffix.lower() in VIDEO_EXTENSIONS:
+        raise InputError(f"{source} is a batch of {len(inputs)} inputs, so -o is an output folder (one output per "
+                         f"input), not a video file name like {out_dir.name}")
     _check_output_folder(out_dir)
     items: list[tuple[Path, Path]] = []
     by_output: dict[Path, Path] = {}
