@@ -118,14 +118,13 @@ def runs(clip, weights, tmp_path_factory) -> dict[str, tuple[subprocess.Popen, P
     parallel on the CI's two cores, and so does the in-process work of :func:`reference` started next):
     ``{name: (process, its output folder)}``.
 
-    ``SIGINT``: --frames, random weights, waits before chunk 1. ``SIGTERM``: mp4, weights, waits before chunk 1.
-    ``SIGKILL``: --frames, weights, waits before chunk 2. ``fsize``: 4 frames to mp4 under a 1000-byte file size
+    ``SIGINT``: --frames, random weights, waits before chunk 1. ``SIGKILL``: --frames, weights, waits before
+    chunk 2. ``fsize``: 4 frames to mp4 under a 1000-byte file size
     limit.
     """
     common = [*CHUNKS, "--device", "cpu", "--no-progress"]
     started: dict[str, tuple[subprocess.Popen, Path]] = {}
     for name, output, hold_at, net in (("SIGINT", "sr", 1, ["--frames", "--random-weights", "--variant", "tiny"]),
-                                       ("SIGTERM", "sr.mp4", 1, ["--weights", str(weights)]),
                                        ("SIGKILL", "sr", 2, ["--frames", "--weights", str(weights)])):
         folder = tmp_path_factory.mktemp(name)
         args = [str(clip), "-o", str(folder / output), *net, *common]
@@ -161,29 +160,41 @@ def _one_line(stderr: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ 1. signals
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_mid_run_leaves_no_output_and_one_line(signum, runs, reference) -> None:
-    """Ctrl-C / SIGTERM mid-run: exit 128 + signal, one line, no output, no temporary output left.
-    SIGINT: --frames with random weights (nothing is kept); SIGTERM: mp4 with weights, whose finished chunks stay
-    for --resume (the mp4's temporary file may not exist yet: the encoder holds its first frames)."""
-    proc, folder = runs[signum.name]
+def test_ctrl_c_mid_run_leaves_no_output_and_one_line(runs, reference) -> None:
+    """Ctrl-C (SIGINT to the process) while frames are written: exit 130, one line, no output, no temporary output
+    (random weights keep no finished chunks)."""
+    proc, folder = runs["SIGINT"]
     _wait_held(proc, folder.parent / f"{folder.name}.ready")
-    out = folder / ("sr" if signum == signal.SIGINT else "sr.mp4")
-    if signum == signal.SIGINT:
-        partial = list(folder.glob(f".sr.partial-{proc.pid}-*"))
-        assert len(partial) == 1 and len(list(partial[0].iterdir())) == 2  # frames 0, 1: final after chunk 0
-    proc.send_signal(signum)
+    partial = list(folder.glob(f".sr.partial-{proc.pid}-*"))
+    assert len(partial) == 1 and len(list(partial[0].iterdir())) == 2  # frames 0, 1: final after chunk 0
+    proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signum
+    assert proc.returncode == 130
     line = _one_line(stderr)
-    assert line.startswith(f"interrupted by {signum.name}") and "no output written" in line
-    assert not out.exists() and not list(folder.glob(".*partial*"))
+    assert line.startswith("interrupted by SIGINT (Ctrl-C): no output written")
+    assert list(folder.iterdir()) == []
+
+
+def test_sigterm_mid_run_keeps_finished_chunks_and_says_so(clip, weights, tmp_path, capsys, monkeypatch) -> None:
+    """SIGTERM (a real signal, here sent by the process to itself during chunk 1) while an mp4 with weights is
+    written: exit 143, one line naming the work folder and --resume, no output, no temporary output."""
+    original, calls = zoo.inference.upscale_tensor, [0]
+
+    def terminated(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        if calls[0] == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        calls[0] += 1
+        return original(*a, **k)
+
+    monkeypatch.setattr(zoo.inference, "upscale_tensor", terminated)
+    out = tmp_path / "sr.mp4"
+    assert main(["upscale", str(clip), "-o", str(out), "--weights", str(weights), *CHUNKS, "--device", "cpu",
+                 "--no-progress"]) == 143
+    line = _one_line(capsys.readouterr().err)
     kept = work_folder(out)
-    if signum == signal.SIGINT:
-        assert list(folder.iterdir()) == []
-    else:
-        assert "--resume" in line and str(kept) in line and list(folder.iterdir()) == [kept]
-        assert json.loads((kept / "manifest.json").read_text())["done"] == 1
+    assert line.startswith("interrupted by SIGTERM: no output written") and "--resume" in line and str(kept) in line
+    assert list(tmp_path.iterdir()) == [kept] and json.loads((kept / "manifest.json").read_text())["done"] == 1
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the command
 
 
 # ------------------------------------------------------------------------------------ 2 + 4. SIGKILL, --resume
