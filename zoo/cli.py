@@ -403,6 +403,9 @@ def _batch_inputs(args: argparse.Namespace) -> list[tuple[Path, Path]] | None:
                 inputs.append(path if path.is_absolute() else source.parent / path)
         if not inputs:
             raise InputError(f"no inputs listed in {source} (one video file or clip folder a line)")
+        if not any(path.exists() for path in inputs):
+            raise InputError(f"unsupported input {source}: a .txt input is a list of videos or clip folders (one "
+                             f"path a line), but none of its {len(inputs)} entries exists (the first: {inputs[0]})")
     elif source.is_dir():
         clips = list_clips(source)
         if len(clips) == 1 and clips[0][1] == source:
