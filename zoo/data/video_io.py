@@ -85,6 +85,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoSource",
     "VideoWriter",
+    "clean_stale_partials",
     "list_clips",
     "list_frame_files",
     "natural_sort_key",
@@ -714,7 +715,9 @@ class VideoWriter:
 
     Atomic: output goes to a hidden temporary name in the destination folder and is renamed to ``path`` when
     :meth:`close` succeeds; on an exception inside the ``with`` block (or in :meth:`abort`) the temporary
-    output is removed and ``path`` is left untouched.
+    output is removed and ``path`` is left untouched. The temporary name ``.<name>.partial-<pid>-<tag>`` holds the
+    writer's process id, so that one left by a killed run is removed by the next writer of ``path``
+    (:func:`clean_stale_partials`).
 
     Args:
         path: output file (``.mp4``, ``.m4v``, ``.mov``, ``.mkv`` or no suffix) or output folder with
@@ -761,8 +764,9 @@ class VideoWriter:
         if out.exists() and not (out.is_file() or out.is_dir()):
             raise InputError(f"output path {out} is not a regular file (a FIFO, a device or a socket); "
                              "choose another output path")
-        tag = uuid.uuid4().hex[:8]
-        self._tmp = out.parent / (f".{out.name}.partial-{tag}" + ("" if as_frames else out.suffix))
+        clean_stale_partials(out)
+        self._tmp = out.parent / (_partial_name(out.name, os.getpid(), uuid.uuid4().hex[:8])
+                                  + ("" if as_frames else out.suffix))
         self._out = out
         self._count = 0
         self._size: tuple[int, int] | None = None
@@ -939,6 +943,61 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _partial_name(name: str, pid: int, tag: str) -> str:
+    """The temporary name :class:`VideoWriter` writes ``name`` under: hidden, with the writing process's id."""
+    return f".{name}.partial-{pid}-{tag}"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a zombie, killed but not yet reaped, counts as dead)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by another user
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def clean_stale_partials(path: str | Path) -> list[Path]:
+    """Remove the temporary outputs that killed :class:`VideoWriter` runs left next to ``path``.
+
+    A writer that is killed (SIGKILL, power loss) cannot remove its hidden temporary file or folder
+    ``.<name>.partial-<pid>-<tag>[<suffix>]``. This removes exactly those of the output ``path`` (the same
+    ``name``, the writer's naming, 8 hex digits of tag) whose process ``pid`` is no longer running; partial
+    outputs of other names, of live processes and files of any other form are left alone. POSIX only (elsewhere
+    nothing is removed). :class:`VideoWriter` calls it before it starts writing.
+
+    Args:
+        path: the output file or frames folder (it need not exist).
+
+    Returns:
+        The removed paths.
+    """
+    out = Path(path).expanduser().resolve()
+    if os.name != "posix" or not out.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{out.name}.partial-") + r"(\d+)-[0-9a-f]{8}" + f"({re.escape(out.suffix)})?")
+    removed = []
+    for candidate in out.parent.iterdir():
+        match = pattern.fullmatch(candidate.name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+        log.info("removed %s, left by a killed run (process %s)", candidate, match.group(1))
+        removed.append(candidate)
+    return removed
 
 
 def _codec_name(stream) -> str:
