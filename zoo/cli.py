@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Sequence
 
 from zoo.benchmark.command import benchmark_main, compare_main
-from zoo.errors import ZooError
+from zoo.errors import ZooError, cause_chain
 from zoo.weights_command import weights_main
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -127,13 +127,9 @@ def _check_manual_clipping(model, trainer) -> None:  # noqa: ANN001 - LightningM
 def _user_error(err: BaseException) -> ZooError | None:
     """The ZooError behind ``err``: itself, one in its cause/context chain, or one whose message a library
     (jsonargparse instantiating a config) folded into its own error text."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ZooError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
+    found = next((e for e in cause_chain(err) if isinstance(e, ZooError)), None)
+    if found is not None:
+        return found
     last = ZooError.last
     if last is not None and str(last) and str(last) in str(err):
         return last
@@ -300,14 +296,7 @@ if hasattr(signal, "SIGHUP"):
 
 def _full_disk_error(err: BaseException) -> OSError | None:
     """The OSError with a full-disk errno in ``err``'s cause/context chain (PyAV's errors are OSErrors too)."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.errno in _FULL_DISK_ERRNOS:
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return next((e for e in cause_chain(err) if isinstance(e, OSError) and e.errno in _FULL_DISK_ERRNOS), None)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,16 @@ user never sees a raw traceback from deep inside a library.
 """
 
 
+def cause_chain(err: BaseException):  # noqa: ANN201 - Iterator[BaseException]
+    """``err``, then its ``__cause__`` (or else ``__context__``), and so on; each exception once."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+
+
 class ZooError(Exception):
     """Base class of every user-facing vsrzoo error.
 

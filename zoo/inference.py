@@ -50,7 +50,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from zoo.diffusion.tiles import accumulate, check_window, run_over_tiles, window_weights
-from zoo.errors import ConfigError, InputError, ZooError
+from zoo.errors import ConfigError, InputError, ZooError, cause_chain
+from zoo.fileio import pid_alive, write_atomic
 from zoo.scenes import DEFAULT_THRESHOLD, check_threshold, plan_chunks, plan_video_chunks
 
 __all__ = ["DTYPES", "check_precision", "resolve_device", "takes_first_frame", "upscale_tensor",
@@ -247,20 +248,6 @@ def _frame_to_uint8(frame: torch.Tensor) -> np.ndarray:
     return rearrange(array, "c h w -> h w c").numpy()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data`` (fsync'ed)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _input_stamp(source) -> dict:  # noqa: ANN001 - VideoSource
     """What identifies the input's content cheaply: path, and size + mtime of the file or of every frame file."""
     if source.is_folder:
@@ -321,13 +308,12 @@ class _WorkFolder:
 
     def check_owner(self) -> None:
         """Raise InputError when another live process is writing this folder."""
-        from zoo.data.video_io import _pid_alive
 
         try:
             pid = int((self.folder / "owner.pid").read_text().strip())
         except (OSError, ValueError):
             return
-        if pid != os.getpid() and _pid_alive(pid):  # own pid: left by an earlier call of this process
+        if pid != os.getpid() and pid_alive(pid):  # own pid: left by an earlier call of this process
             raise InputError(f"another run (process {pid}) is writing this output (its work folder {self.folder} "
                              "is in use); wait for it or stop it first")
 
@@ -335,7 +321,7 @@ class _WorkFolder:
         """Begin a fresh folder (any earlier one is removed); ``scenes`` is the cut detection's summary."""
         self.remove()
         (self.folder / "frames").mkdir(parents=True)
-        _atomic_write(self.folder / "owner.pid", str(os.getpid()).encode())
+        write_atomic(self.folder / "owner.pid", str(os.getpid()).encode())
         self.num_frames, self.plan = num_frames, [tuple(span) for span in plan]
         self.scenes = dict(scenes or {})
         self._write_manifest()
@@ -384,7 +370,7 @@ class _WorkFolder:
         except Exception as err:  # noqa: BLE001 - any unreadable state is a damaged folder
             raise InputError(f"cannot resume from {self.folder}: it is damaged ({err}); run without --resume "
                              "to start again") from err
-        _atomic_write(self.folder / "owner.pid", str(os.getpid()).encode())
+        write_atomic(self.folder / "owner.pid", str(os.getpid()).encode())
         return pending
 
     def add_frame(self, index: int, frame: np.ndarray) -> None:
@@ -392,7 +378,7 @@ class _WorkFolder:
         ok, data = cv2.imencode(".png", np.ascontiguousarray(frame[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:
             raise InputError(f"PNG encoding of frame {index} failed in {self.folder}")
-        _atomic_write(self.folder / "frames" / f"{index:08d}.png", data.tobytes())
+        write_atomic(self.folder / "frames" / f"{index:08d}.png", data.tobytes())
 
     def read_frame(self, index: int) -> np.ndarray:
         """Final frame ``index`` as ``(h, w, 3)`` uint8 RGB."""
@@ -410,7 +396,7 @@ class _WorkFolder:
             self.pending_name = f"pending-{done:06d}.pt"
             buffer = io.BytesIO()
             torch.save({index: (acc.contiguous(), weight) for index, (acc, weight) in pending.items()}, buffer)
-            _atomic_write(self.folder / self.pending_name, buffer.getvalue())
+            write_atomic(self.folder / self.pending_name, buffer.getvalue())
         self.done, self.final_frames = done, final_frames
         self._write_manifest()
         if previous is not None and previous != self.pending_name:
@@ -420,7 +406,7 @@ class _WorkFolder:
         manifest = {"format": self.FORMAT, "key": self.key, "num_frames": self.num_frames,
                     "plan": [list(span) for span in self.plan], "scenes": self.scenes, "done": self.done,
                     "final_frames": self.final_frames, "pending": self.pending_name}
-        _atomic_write(self.folder / "manifest.json", json.dumps(manifest, indent=1).encode())
+        write_atomic(self.folder / "manifest.json", json.dumps(manifest, indent=1).encode())
 
     def remove(self) -> None:
         if self.folder.is_dir() and not self.folder.is_symlink():
@@ -430,14 +416,7 @@ class _WorkFolder:
 
 
 def _has_os_error(err: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(e, OSError) for e in cause_chain(err))
 
 
 def upscale_video(

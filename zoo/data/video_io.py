@@ -78,6 +78,7 @@ from einops import rearrange
 from PIL import Image
 
 from zoo.errors import InputError
+from zoo.fileio import pid_alive
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -950,23 +951,6 @@ def _partial_name(name: str, pid: int, tag: str) -> str:
     return f".{name}.partial-{pid}-{tag}"
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (a zombie, killed but not yet reaped, counts as dead)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, owned by another user
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
 def clean_stale_partials(path: str | Path) -> list[Path]:
     """Remove the temporary outputs that killed :class:`VideoWriter` runs left next to ``path``.
 
@@ -989,7 +973,7 @@ def clean_stale_partials(path: str | Path) -> list[Path]:
     removed = []
     for candidate in out.parent.iterdir():
         match = pattern.fullmatch(candidate.name)
-        if match is None or _pid_alive(int(match.group(1))):
+        if match is None or pid_alive(int(match.group(1))):
             continue
         if candidate.is_dir() and not candidate.is_symlink():
             shutil.rmtree(candidate, ignore_errors=True)

@@ -40,6 +40,8 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.utilities import rank_zero_warn
 
+from zoo.fileio import atomic_file, fsync_folder, pid_alive
+
 __all__ = ["AtomicCheckpointIO", "stale_temporary_files"]
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp$")
@@ -52,19 +54,6 @@ def _host() -> str:
 
 def _temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.tmp")
-
-
-def _running(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (``os.kill(pid, 0)`` probes without signalling)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def stale_temporary_files(folder: str | Path) -> list[Path]:
@@ -80,23 +69,9 @@ def stale_temporary_files(folder: str | Path) -> list[Path]:
     stale = []
     for entry in folder.iterdir():
         match = _TEMP.match(entry.name)
-        if match and match["host"] == _host() and not _running(int(match["pid"])):
+        if match and match["host"] == _host() and not pid_alive(int(match["pid"])):
             stale.append(entry)
     return sorted(stale)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries (the rename) to disk; a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -123,17 +98,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target = Path(os.fspath(path)).expanduser()
         target.parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale(target.parent)
-        temporary = _temporary_path(target)
-        try:
-            with open(temporary, "wb") as file:
-                self._write(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        _fsync_folder(target.parent)
+        with atomic_file(target, temporary=_temporary_path(target)) as file:
+            self._write(checkpoint, file)
+        fsync_folder(target.parent)
 
     def _write(self, checkpoint: dict[str, Any], file: Any) -> None:
         """Serialise ``checkpoint`` into the open temporary ``file`` (a hook for tests that interrupt a save)."""
