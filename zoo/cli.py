@@ -383,7 +383,9 @@ def _check_upscale_numbers(args: argparse.Namespace, spec, chunk_frames: int | N
         raise ConfigError(f"--tile must be 0 (whole frames) or a positive tile size in pixels, got {tile}")
     if tile_overlap is not None and tile_overlap < 0:
         raise ConfigError(f"--tile-overlap must be 0 or more pixels, got {tile_overlap}")
-    if tile and tile_overlap is not None and tile_overlap >= tile:
+    # families that tile inside their sampler check their own tile options (Real-ESRGAN's overlap is twice the
+    # context around non-overlapping tiles, so it may exceed the tile; the diffusion families tile latents)
+    if tile and tile_overlap is not None and tile_overlap >= tile and not spec.chunking.tiles_in_sampler:
         raise ConfigError(f"--tile-overlap {tile_overlap}{origin(args.tile_overlap)} must be smaller than --tile "
                           f"{tile}{origin(args.tile)}")
 
