@@ -1,149 +1,263 @@
-"""Peak memory of streaming inference (zoo.inference.upscale_video) against video length.
+"""Peak memory of ``vsrzoo upscale`` against video length (streaming must keep it flat).
 
-For each requested length N the source clip is looped to N frames (optionally cropped: the crop is printed with
-the results) into a temporary mp4, then ``upscale_video`` runs in a fresh Python process whose peak resident set
-size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is reported, with the RSS reached just before the run
-(imports and network built) for reference. With streaming, peak RSS should not grow with N.
+For each requested length N the source clip is looped to N frames (top-left crop ``--crop``, labelled in the output)
+into a temporary mp4, then the real command ``python -m zoo upscale INPUT -o OUTPUT <upscale args>`` runs in a fresh
+process. Its peak resident set size is the kernel's ``ru_maxrss`` of that one child (``os.wait4``: not mixed with
+other children, nor with this process), and its RSS is polled with psutil every ``--poll`` seconds, so the results
+also show when the peak is reached: the largest RSS polled until the output's temporary file appears (imports,
+network, the first chunk upscaled: the writer opens the encoder with the first finished frame) and the largest
+after it (the rest of the video streamed through).
 
-Networks: ``realbasicvsr`` is the full-size RealBasicVSRNet (64 channels, 20 + 20 blocks) with random weights (no
-file needed; speed and memory do not depend on the weights); ``bicubic`` is a weight-free x4 stand-in that
-isolates the reading / blending / encoding path at full output size.
+Default command: the tiny random RealBasicVSR (``--model realbasicvsr --random-weights --variant tiny``, chunks of
+30 frames with 4 overlapping: the family's defaults) on 32x32 crops of the embedded real sample (20 frames, looped),
+one torch thread (``OMP_NUM_THREADS=1``).
 
 Examples::
 
-    # the real net at 640x360 (hours on a CPU; use a GPU or --tile to bound memory)
-    python benchmarks/upscale_memory.py --frames 30 300 --tile 128
-    # the real net on a 64x64 crop, 10 vs 100 frames (about 10 minutes on 2 CPU cores)
-    python benchmarks/upscale_memory.py --frames 10 100 --crop 64x64 --chunk-frames 10 --overlap 2
-    # the I/O path at full size (640x360 -> 2560x1440), 30 vs 300 frames
-    python benchmarks/upscale_memory.py --net bicubic --frames 30 300
+    python benchmarks/upscale_memory.py --frames 10 100 300 1000 --crop 32x32 --out benchmarks/results/upscale_memory
+    # another family / options: everything after --upscale-args goes to `vsrzoo upscale`
+    python benchmarks/upscale_memory.py --frames 100 1000 --upscale-args --model realesrgan --random-weights --variant tiny
+
+``--out PREFIX`` writes ``PREFIX.json`` (every figure, the command, the machine, the versions and
+:data:`SCRIPT_VERSION`) and ``PREFIX.md`` (the table).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+#: Bumped whenever what is measured or how changes; the committed results record it (tests/test_upscale_memory.py).
+SCRIPT_VERSION = 2
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def _build_net(name: str, seed: int):
-    import torch
-    import torch.nn.functional as F
-    from einops import rearrange
-    from torch import nn
-
-    torch.manual_seed(seed)
-    if name == "realbasicvsr":
-        from zoo.models.realbasicvsr.net import RealBasicVSRNet
-
-        return RealBasicVSRNet()
-
-    class Bicubic(nn.Module):
-        def forward(self, lq: torch.Tensor) -> torch.Tensor:
-            frames = rearrange(lq, "b t c h w -> (b t) c h w")
-            out = F.interpolate(frames, scale_factor=4, mode="bicubic", align_corners=False)
-            return rearrange(out, "(b t) c h w -> b t c h w", b=lq.shape[0])
-
-    return Bicubic()
-
-
-def run_child(args: argparse.Namespace) -> None:
-    """One measurement in this (fresh) process; prints a JSON line."""
-    import torch
-
-    from zoo.inference import upscale_video
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    net = _build_net(args.net, args.seed)
-    before = _peak_rss_mib()
-    summary = upscale_video(net, args.input, args.output, scale=4, chunk_frames=args.chunk_frames,
-                            overlap=args.overlap, tile=args.tile, tile_overlap=args.tile_overlap, device=args.device,
-                            dtype=args.dtype, progress=False)
-    print(json.dumps({"frames": summary["frames"], "size": summary["size"], "seconds": round(summary["seconds"], 1),
-                      "rss_before_run_mib": round(before, 1), "peak_rss_mib": round(_peak_rss_mib(), 1)}))
+DEFAULT_UPSCALE_ARGS = ["--model", "realbasicvsr", "--random-weights", "--variant", "tiny"]
 
 
 def make_input(source: Path, frames: int, crop: tuple[int, int] | None, path: Path) -> tuple[int, int]:
-    """Loop ``source`` to ``frames`` frames (top-left crop ``(h, w)`` if given) into an mp4; returns (w, h)."""
+    """Loop ``source`` to ``frames`` frames (top-left crop ``(h, w)`` if given) into an mp4 at ``path``.
+
+    Returns:
+        ``(width, height)`` of the written frames.
+    """
     import numpy as np
 
     from zoo.data.video_io import VideoWriter, open_video
 
     clip = open_video(source)
-    loop = [frame if crop is None else np.ascontiguousarray(frame[: crop[0], : crop[1]]) for frame in clip.iter_frames()]
+    loop = [frame if crop is None else np.ascontiguousarray(frame[: crop[0], : crop[1]])
+            for frame in clip.iter_frames(0, min(frames, clip.num_frames))]
     with VideoWriter(path, fps=clip.fps_fraction) as writer:
         for index in range(frames):
             writer.write(loop[index % len(loop)])
     return loop[0].shape[1], loop[0].shape[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, nargs="+", default=[30, 300], help="input lengths to compare")
-    parser.add_argument("--source", type=Path, default=None,
-                        help="clip to loop (default: ../shared/data/uav_old_video_1/old_video_1.mp4, else the "
-                             "embedded sample)")
-    parser.add_argument("--crop", default=None, help="HxW top-left crop of the input, e.g. 64x64 (labelled in the output)")
-    parser.add_argument("--net", choices=["realbasicvsr", "bicubic"], default="realbasicvsr")
-    parser.add_argument("--chunk-frames", type=int, default=30)
-    parser.add_argument("--overlap", type=int, default=4)
-    parser.add_argument("--tile", type=int, default=None)
-    parser.add_argument("--tile-overlap", type=int, default=32)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        run_child(args)
-        return
+def measure(input_path: Path, output_path: Path, upscale_args: list[str], *, threads: int = 1,
+            poll: float = 0.05) -> dict:
+    """Run ``python -m zoo upscale input_path -o output_path *upscale_args`` in a fresh process and measure it.
 
-    from zoo.testing import sample_clip_dir, shared_data_dir
+    Args:
+        input_path: the input video.
+        output_path: the output mp4 (must not exist).
+        upscale_args: the other ``vsrzoo upscale`` arguments (model, weights, chunking).
+        threads: ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` of the child (0: inherit).
+        poll: seconds between two RSS samples (psutil).
 
-    source = args.source
-    if source is None:
-        data = shared_data_dir()
-        mp4 = data / "uav_old_video_1" / "old_video_1.mp4" if data else None
-        source = mp4 if mp4 is not None and mp4.is_file() else sample_clip_dir()
-    crop = tuple(int(v) for v in args.crop.lower().split("x")) if args.crop else None
-    passthrough = ["--net", args.net, "--chunk-frames", str(args.chunk_frames), "--overlap", str(args.overlap),
-                   "--tile-overlap", str(args.tile_overlap), "--device", args.device, "--dtype", args.dtype,
-                   "--threads", str(args.threads), "--seed", str(args.seed)]
-    if args.tile:
-        passthrough += ["--tile", str(args.tile)]
+    Returns:
+        ``{'peak_rss_mib': float (ru_maxrss of the child), 'rss_first_chunk_mib': largest RSS polled until the output's
+        temporary file appeared, 'rss_after_mib': largest RSS polled after it, 'seconds': float, 'samples': int}``
+        (an RSS is None when no sample fell in its period).
+
+    Raises:
+        RuntimeError: the command failed (its stderr tail in the message).
+    """
+    import psutil
+
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-m", "zoo", "upscale", str(input_path), "-o", str(output_path), *upscale_args]
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: tqdm's output never blocks the child
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=ROOT)
+        watched = psutil.Process(proc.pid)
+        samples: list[tuple[bool, float]] = []  # (output started, RSS MiB)
+        output_started = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                rss = watched.memory_info().rss / 2**20
+            except psutil.Error:
+                rss = None
+            output_started = output_started or any(output_path.parent.glob(f".{output_path.name}.partial-*"))
+            if rss is not None:
+                samples.append((output_started, rss))
+            time.sleep(poll)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{tail}")
+    def largest(after: bool) -> float | None:
+        seen = [rss for started, rss in samples if started == after]
+        return round(max(seen), 1) if seen else None
+
+    return {"peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+            "rss_first_chunk_mib": largest(False), "rss_after_mib": largest(True), "seconds": round(seconds, 1),
+            "samples": len(samples)}
+
+
+def run_sizes(frames_list: list[int], *, source: Path, crop: tuple[int, int] | None, upscale_args: list[str],
+              threads: int = 1, poll: float = 0.05, jobs: int = 1, verbose: bool = False) -> list[dict]:
+    """:func:`measure` for each length of ``frames_list`` (inputs and outputs in a temporary folder).
+
+    Args:
+        jobs: how many measured processes run at once (each one's peak RSS is its own; only the seconds change).
+
+    Returns:
+        one dict per length, in the order of ``frames_list``: :func:`measure`'s keys plus ``'frames'`` and
+        ``'input'`` (``'WxH'``, ``' (crop)'`` when cropped).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     with tempfile.TemporaryDirectory(prefix="upscale_memory_") as tmp:
         rows = []
-        for frames in args.frames:
+        for frames in frames_list:
             clip = Path(tmp) / f"input_{frames}.mp4"
             width, height = make_input(source, frames, crop, clip)
-            command = [sys.executable, str(Path(__file__).resolve()), "--child", "--input", str(clip),
-                       "--output", str(Path(tmp) / f"output_{frames}.mp4"), *passthrough]
-            done = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            result["input"] = f"{width}x{height}" + (" (CROP)" if crop else "")
-            rows.append(result)
-            print(json.dumps(result), flush=True)
-    print(f"\nnet={args.net} source={source} chunk_frames={args.chunk_frames} overlap={args.overlap} "
-          f"tile={args.tile} tile_overlap={args.tile_overlap} device={args.device} dtype={args.dtype}")
-    print(f"{'frames':>7} {'input':>16} {'output':>10} {'seconds':>8} {'RSS before run MiB':>19} {'peak RSS MiB':>13}")
-    for row in rows:
-        print(f"{row['frames']:>7} {row['input']:>16} {row['size'][0]}x{row['size'][1]:<5} {row['seconds']:>8} "
-              f"{row['rss_before_run_mib']:>19} {row['peak_rss_mib']:>13}")
+            rows.append({"frames": frames, "input": f"{width}x{height}" + (" (crop)" if crop else "")})
+
+        def one(row: dict) -> dict:
+            frames = row["frames"]
+            row.update(measure(Path(tmp) / f"input_{frames}.mp4", Path(tmp) / f"output_{frames}.mp4", upscale_args,
+                               threads=threads, poll=poll))
+            if verbose:
+                print(json.dumps(row), flush=True)
+            return row
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(one, rows))
+
+
+def growth(rows: list[dict], small: int, large: int) -> float:
+    """Relative growth of the peak RSS from the ``small``-frame run to the ``large``-frame run (0.05: +5 %)."""
+    peak = {row["frames"]: row["peak_rss_mib"] for row in rows}
+    return peak[large] / peak[small] - 1.0
+
+
+def _versions() -> dict:
+    import av
+    import lightning
+    import numpy
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
+            "av": av.__version__, "ffmpeg_libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
+            "numpy": numpy.__version__}
+
+
+def _machine() -> dict:
+    import psutil
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
+
+
+def render_markdown(result: dict) -> str:
+    """The results table of a :func:`main` JSON result."""
+    lines = [
+        "# Peak memory of `vsrzoo upscale` against video length",
+        "",
+        f"Command (script version {result['script_version']}): `{result['command']}`",
+        "",
+        f"Each run: `{result['upscale_command']}` in a fresh process, "
+        f"`OMP_NUM_THREADS={result['threads']}`; input {result['rows'][0]['input']} looped from "
+        f"`{result['source']}`, {result['jobs']} measured at once. Peak RSS = the child's `ru_maxrss` (`os.wait4`); "
+        f"RSS polled with psutil every {result['poll_s']} s: the largest until the output's temporary file appears "
+        "(imports, network, first chunk upscaled) and the largest after it (the rest of the video streamed).",
+        "",
+        f"Machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, "
+        f"{result['machine']['memory_gib']} GiB (shared with other jobs while measured: the seconds are "
+        "contaminated, memory is not). Versions: "
+        + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".",
+        "",
+        "| frames | input | peak RSS (MiB) | RSS to first chunk (MiB) | RSS after (MiB) | seconds |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        first, after = (row[k] if row[k] is not None else "n/a" for k in ("rss_first_chunk_mib", "rss_after_mib"))
+        lines.append(f"| {row['frames']} | {row['input']} | {row['peak_rss_mib']} | {first} | {after} | "
+                     f"{row['seconds']} |")
+    lines.append("")
+    for key, value in result["growth"].items():
+        lines.append(f"Peak RSS growth {key} frames: {value:+.1%}.")
+    if result.get("notes"):
+        lines += ["", result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[10, 100, 300, 1000], help="input lengths")
+    parser.add_argument("--source", type=Path, default=None, help="clip to loop (default: the embedded sample)")
+    parser.add_argument("--crop", default="32x32", help="HxW top-left crop of the input ('none': full frames)")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each run (0: inherit)")
+    parser.add_argument("--poll", type=float, default=0.05, help="seconds between RSS samples")
+    parser.add_argument("--jobs", type=int, default=1, help="measured processes run at once (memory is per process)")
+    parser.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
+    parser.add_argument("--notes", default="", help="a paragraph appended to the markdown")
+    parser.add_argument("--upscale-args", nargs=argparse.REMAINDER, default=None,
+                        help=f"arguments of `vsrzoo upscale` (default: {' '.join(DEFAULT_UPSCALE_ARGS)})")
+    args = parser.parse_args(argv)
+
+    from zoo.testing import sample_clip_dir
+
+    source = args.source or sample_clip_dir()
+    crop = None if args.crop.lower() == "none" else tuple(int(v) for v in args.crop.lower().split("x"))
+    upscale_args = args.upscale_args or DEFAULT_UPSCALE_ARGS
+    rows = run_sizes(args.frames, source=source, crop=crop, upscale_args=upscale_args, threads=args.threads,
+                     poll=args.poll, jobs=args.jobs, verbose=True)
+    sizes = sorted(args.frames)
+    result = {
+        "script_version": SCRIPT_VERSION,
+        "command": "python benchmarks/upscale_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "upscale_command": "vsrzoo upscale INPUT -o OUTPUT " + " ".join(upscale_args),
+        "source": str(Path(source).resolve().relative_to(ROOT)) if Path(source).resolve().is_relative_to(ROOT)
+        else str(source),
+        "threads": args.threads,
+        "poll_s": args.poll,
+        "jobs": args.jobs,
+        "machine": _machine(),
+        "versions": _versions(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
+        "growth": {f"{a} -> {b}": round(growth(rows, a, b), 4) for a, b in zip(sizes, sizes[1:])},
+        "notes": args.notes,
+    }
+    if len(sizes) > 2:
+        result["growth"][f"{sizes[1]} -> {sizes[-1]}"] = round(growth(rows, sizes[1], sizes[-1]), 4)
+    print(render_markdown(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        for suffix, text in ((".json", json.dumps(result, indent=2) + "\n"), (".md", render_markdown(result))):
+            tmp = args.out.with_name(f".{args.out.name}{suffix}.partial")
+            tmp.write_text(text)
+            os.replace(tmp, args.out.with_name(args.out.name + suffix))
+    return result
 
 
 if __name__ == "__main__":

@@ -253,6 +253,20 @@ def test_niqe_on_real_frames():
         niqe(clip[..., :95, :])
 
 
+def test_niqe_of_a_flat_frame_is_nan_with_one_warning():
+    """basicsr's NIQE fit raises LinAlgError on a flat frame (singular covariance): that frame, and so its clip,
+    scores NaN with one warning, and the other clips of the batch keep their scores."""
+    pytest.importorskip("basicsr.metrics.niqe")
+    from zoo.metrics import niqe
+
+    real = open_video(sample_clip_dir()).read(0, 1)[None, :, :, :96, :192]
+    flat = torch.full_like(real, 0.5)
+    with pytest.warns(RuntimeWarning, match="undefined on 1 of 2 frames") as record:
+        scores = niqe(torch.cat([real, flat]))
+    assert len(record) == 1
+    assert torch.isfinite(scores[0]) and torch.isnan(scores[1])
+
+
 # --------------------------------------------------------------------------------------------------- collection
 def test_video_metrics_accumulates_per_clip(no_torch_weights, noisy_pair):
     sr, gt = noisy_pair
@@ -299,3 +313,4 @@ def test_auto_flow_is_raft_only_when_its_weights_are_present(no_torch_weights):
     assert resolve_flow("dis") == "dis"
     with pytest.raises(InputError, match="unknown flow"):
         resolve_flow("lk")
+

@@ -173,6 +173,8 @@ def test_checkpoints_hold_the_trained_layers_only_and_reload(sd_x4_folder, tmp_p
     assert set(ckpt["state_dict"]) == trained  # temporal layers only: no VAE, text encoder or image UNet
     made_by = ckpt["vsrzoo"].pop("made_by")  # zoo.provenance
     assert set(made_by) == {"command", "commit", "date"} and made_by["command"]
+    rng = ckpt["vsrzoo"].pop("rng")  # every rank's random states, restored on resume (one rank here)
+    assert isinstance(rng, list) and len(rng) == 1
     assert ckpt["vsrzoo"] == {"family": "upscale_a_video", "weights": "trained", "pretrained": str(sd_x4_folder)}
     full = sum(v.numel() for v in system.state_dict().values())
     assert sum(v.numel() for v in ckpt["state_dict"].values()) < 0.5 * full

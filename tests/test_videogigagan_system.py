@@ -235,7 +235,7 @@ def test_realbasicvsr_checkpoint_is_refused(tmp_path) -> None:
     trainer = _trainer(max_steps=1)
     trainer.fit(system, datamodule=_datamodule())
     trainer.save_checkpoint(tmp_path / "rbvsr.ckpt")
-    with pytest.raises(WeightsError, match="RealBasicVSRNet"):
+    with pytest.raises(WeightsError, match="rbvsr.ckpt is a realbasicvsr checkpoint; --model videogigagan cannot load it"):
         load_videogigagan(tmp_path / "rbvsr.ckpt")
 
 

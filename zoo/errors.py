@@ -7,6 +7,16 @@ user never sees a raw traceback from deep inside a library.
 """
 
 
+def cause_chain(err: BaseException):  # noqa: ANN201 - Iterator[BaseException]
+    """``err``, then its ``__cause__`` (or else ``__context__``), and so on; each exception once."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+
+
 class ZooError(Exception):
     """Base class of every user-facing vsrzoo error.
 
@@ -33,3 +43,8 @@ class WeightsError(ZooError, ValueError):
 
 class ConfigError(ZooError, ValueError):
     """Inconsistent options (e.g. an overlap not smaller than the chunk)."""
+
+
+class TrainingError(ZooError, RuntimeError):
+    """Training cannot go on: a non-finite loss or gradient (with ``nonfinite: stop``), or more skipped steps than
+    allowed (``max_nonfinite_skips``). The message names the step and the loss terms."""

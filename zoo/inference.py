@@ -23,26 +23,39 @@ Blended values are kept as running weighted means (``acc += w / (W + w) * (out -
 :class:`zoo.diffusion.tiles.TileAccumulator`), so where every chunk or tile produces the same value (a per-frame,
 per-pixel ``fn``) the blend returns it bit-exactly.
 
+Scene cuts. :func:`upscale_video` first finds the video's hard cuts (:mod:`zoo.scenes`, PySceneDetect's content
+detector, one extra decoding pass) and plans the chunks of each shot on their own, so that no chunk, recurrence,
+diffusion window or cross-fade spans a cut (``scene_split=False`` turns this off).
+
 Upscalers that draw random numbers per chunk (the diffusion samplers) declare ``takes_first_frame = True`` and are
 called ``fn(chunk, first_frame=i)``, ``i`` the chunk's first frame in the video, so each chunk gets its own noise.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
 
-from zoo.diffusion.tiles import accumulate, check_window, plan_windows, run_over_tiles, window_weights
-from zoo.errors import ConfigError, InputError
+from zoo.diffusion.tiles import accumulate, check_window, run_over_tiles, window_weights
+from zoo.errors import ConfigError, InputError, ZooError, cause_chain
+from zoo.fileio import pid_alive, write_atomic
+from zoo.scenes import DEFAULT_THRESHOLD, check_threshold, plan_chunks, plan_video_chunks
 
-__all__ = ["DTYPES", "takes_first_frame", "upscale_tensor", "upscale_video"]
+__all__ = ["DTYPES", "check_precision", "resolve_device", "takes_first_frame", "upscale_tensor",
+           "upscale_video", "work_folder"]
 
 #: ``dtype`` names accepted by :func:`upscale_video`.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -118,6 +131,7 @@ def upscale_tensor(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     first_frame: int = 0,
+    cuts: Sequence[int] = (),
 ) -> torch.Tensor:
     """Apply a video SR function in overlapping temporal chunks and spatial tiles, blended without seams.
 
@@ -134,6 +148,8 @@ def upscale_tensor(
         device: where ``fn`` runs; inputs are moved there one tile at a time.
         dtype: dtype of the tensors given to ``fn``.
         first_frame: index of ``lq``'s first frame in the whole video (for ``fn`` that take it).
+        cuts: scene cuts (indices in ``lq`` of the first frame of each new shot, e.g. from
+            :func:`zoo.scenes.detect_cuts`): no chunk crosses one (:func:`zoo.scenes.plan_chunks`).
 
     Returns:
         ``(b, t, 3, scale h, scale w)`` CPU float32, not clamped.
@@ -149,7 +165,7 @@ def upscale_tensor(
     _check_options(scale, chunk_frames, overlap, tile, tile_overlap)
     device = torch.device(device)
     b, t, c, h, w = lq.shape
-    plan = plan_windows(t, chunk_frames, overlap)
+    plan = plan_chunks(t, cuts, chunk_frames, overlap)
     if len(plan) == 1:
         return _run_tiled(fn, lq, scale, tile, tile_overlap, device, dtype, first_frame)
     sr = torch.empty(b, t, c, h * scale, w * scale)
@@ -161,15 +177,51 @@ def upscale_tensor(
     return sr
 
 
-def _net_runner(net: nn.Module, device: torch.device, dtype: str) -> Callable[..., torch.Tensor]:
-    """Wrap ``net`` (moved to ``device``, eval mode) for ``dtype``: fp32 as is, fp16/bf16 under autocast."""
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The device a run asks for, checked before any work: ``'auto'`` is CUDA when available, else the CPU.
+
+    Raises:
+        ConfigError: not a device name, or a CUDA (``cuda``, ``cuda:N``) or MPS device this machine lacks.
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ConfigError(f"device {str(device)!r} is not a device; use cpu, cuda, cuda:N or auto") from err
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={str(resolved)!r} asked for but CUDA is not available on this machine; "
+                              "use device='cpu'")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ConfigError(f"device={str(resolved)!r} asked for but this machine has {count} CUDA device(s) "
+                              f"(cuda:0 .. cuda:{count - 1})")
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device={str(resolved)!r} asked for but MPS is not available; use device='cpu'")
+    elif resolved.type != "cpu":
+        raise ConfigError(f"device {str(device)!r} is not supported; use cpu, cuda, cuda:N or auto")
+    return resolved
+
+
+def check_precision(device: torch.device, dtype: str) -> None:
+    """Refuse a ``dtype`` name that is unknown or (fp16) unusable on ``device``, before any work.
+
+    Raises:
+        ConfigError: naming the dtype and what to use instead.
+    """
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={str(device)!r} asked for but CUDA is not available; use device='cpu'")
     if dtype == "fp16" and device.type != "cuda":
         raise ConfigError("dtype='fp16' needs a CUDA device (half-precision convolutions on CPU are slow or "
                           "unsupported); on CPU use dtype='bf16' or 'fp32'")
+
+
+def _net_runner(net: nn.Module, device: torch.device, dtype: str) -> Callable[..., torch.Tensor]:
+    """Wrap ``net`` (moved to ``device``, eval mode) for ``dtype``: fp32 as is, fp16/bf16 under autocast."""
+    device = resolve_device(device)
+    check_precision(device, dtype)
     net = net.to(device).eval()
     if dtype == "fp32":
         return net
@@ -181,6 +233,190 @@ def _net_runner(net: nn.Module, device: torch.device, dtype: str) -> Callable[..
 
     run.takes_first_frame = takes_first_frame(net)  # type: ignore[attr-defined]
     return run
+
+
+# ------------------------------------------------------------------------------------------ resumable runs
+def work_folder(output_path: str | Path) -> Path:
+    """Where :func:`upscale_video` keeps the finished chunks of a run on ``output_path``: ``.<name>.work`` beside it."""
+    out = Path(output_path).expanduser().resolve()
+    return out.parent / f".{out.name}.work"
+
+
+def _frame_to_uint8(frame: torch.Tensor) -> np.ndarray:
+    """``(3, h, w)`` float -> ``(h, w, 3)`` uint8 RGB, clamped to [0, 1] and rounded (as VideoWriter does)."""
+    array = (frame.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
+    return rearrange(array, "c h w -> h w c").numpy()
+
+
+def _input_stamp(source) -> dict:  # noqa: ANN001 - VideoSource
+    """What identifies the input's content cheaply: path, and size + mtime of the file or of every frame file."""
+    if source.is_folder:
+        digest = hashlib.sha1()
+        for path in source.frame_paths:
+            stat = path.stat()
+            digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return {"path": str(source.path.resolve()), "frames": len(source.frame_paths), "stamp": digest.hexdigest()}
+    stat = source.path.stat()
+    return {"path": str(source.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _net_fingerprint(net: nn.Module) -> str:
+    """A digest of the network's parameters and buffers (names, shapes, sums and 1024 sampled values of each)."""
+    digest = hashlib.sha1(type(net).__qualname__.encode())
+    state = net.state_dict() if hasattr(net, "state_dict") else {}
+    for name, tensor in state.items():
+        tensor = tensor.detach()
+        flat = tensor.reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 1024)].cpu().to(torch.float64)
+        total = float(tensor.sum(dtype=torch.float64)) if tensor.numel() else 0.0
+        digest.update(f"{name}\0{tuple(tensor.shape)}\0{tensor.dtype}\0{total!r}\n".encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _jsonable(value: object) -> object:
+    return json.loads(json.dumps(value, sort_keys=True, default=repr))
+
+
+class _WorkFolder:
+    """The finished chunks of one :func:`upscale_video` run, kept so that a killed run can continue (``resume``).
+
+    Layout of ``.<output name>.work/``, every file written atomically (temporary name, fsync, rename):
+
+    * ``manifest.json``: ``format``, ``key`` (everything the frames depend on: input stamp, scale, chunk and tile
+      options, dtype, device, the net's fingerprint and the caller's ``run_info``), ``num_frames``, the chunk
+      ``plan``, ``done`` (chunks finished), ``final_frames`` (frames no later chunk changes) and ``pending``;
+    * ``frames/%08d.png``: the final uint8 frames, exactly as given to the writer (lossless);
+    * ``pending-%06d.pt``: the blend accumulators ``{frame: (acc (b, 3, H, W) float32, weight_sum (1,))}`` of the
+      frames the next chunk still cross-fades into (``torch.save``), so that a continuation blends bit-exactly;
+    * ``owner.pid``: the process that writes the folder (a live owner's folder is never taken over).
+
+    The manifest is written last for each chunk, so it only ever names frames and accumulators already on disk.
+    """
+
+    FORMAT = "vsrzoo-upscale-work/1"
+
+    def __init__(self, folder: Path, key: dict) -> None:
+        self.folder = folder
+        self.key = _jsonable(key)
+        self.num_frames = 0
+        self.plan: list[tuple[int, int]] = []
+        self.scenes: dict = {}
+        self.done = 0
+        self.final_frames = 0
+        self.pending_name: str | None = None
+
+    def check_owner(self) -> None:
+        """Raise InputError when another live process is writing this folder."""
+
+        try:
+            pid = int((self.folder / "owner.pid").read_text().strip())
+        except (OSError, ValueError):
+            return
+        if pid != os.getpid() and pid_alive(pid):  # own pid: left by an earlier call of this process
+            raise InputError(f"another run (process {pid}) is writing this output (its work folder {self.folder} "
+                             "is in use); wait for it or stop it first")
+
+    def start(self, num_frames: int, plan: list[tuple[int, int]], scenes: dict | None = None) -> None:
+        """Begin a fresh folder (any earlier one is removed); ``scenes`` is the cut detection's summary."""
+        self.remove()
+        (self.folder / "frames").mkdir(parents=True)
+        write_atomic(self.folder / "owner.pid", str(os.getpid()).encode())
+        self.num_frames, self.plan = num_frames, [tuple(span) for span in plan]
+        self.scenes = dict(scenes or {})
+        self._write_manifest()
+
+    def load(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Read an earlier run's folder and take it over; return its pending blend accumulators.
+
+        Raises:
+            ConfigError: the folder was written with other settings (named) than this run's.
+            InputError: the folder is damaged.
+        """
+        try:
+            manifest = json.loads((self.folder / "manifest.json").read_text())
+            if manifest.get("format") != self.FORMAT:
+                raise ValueError(f"format {manifest.get('format')!r}")
+            key = manifest["key"]
+            self.num_frames = int(manifest["num_frames"])
+            self.plan = [tuple(span) for span in manifest["plan"]]
+            self.scenes = dict(manifest.get("scenes") or {})
+            self.done, self.final_frames = int(manifest["done"]), int(manifest["final_frames"])
+            self.pending_name = manifest["pending"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise InputError(f"cannot resume from {self.folder}: it is damaged ({err}); run without --resume "
+                             "to start again") from err
+        if key != self.key:
+            differ = []
+            for name in sorted(set(key) | set(self.key)):
+                before, now = key.get(name), self.key.get(name)
+                if before == now:
+                    continue
+                if isinstance(before, dict) and isinstance(now, dict):
+                    inner = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+                    differ.append(f"{name} ({', '.join(inner)})")
+                else:
+                    differ.append(f"{name}: {before!r} then, {now!r} now")
+            raise ConfigError(f"cannot resume: the unfinished run in {self.folder} used other settings "
+                              f"({'; '.join(differ)}); resume with the same settings, or run without --resume to "
+                              "start again")
+        missing = [i for i in range(self.final_frames) if not (self.folder / "frames" / f"{i:08d}.png").is_file()]
+        pending: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        try:
+            if missing:
+                raise OSError(f"frame {missing[0]} is missing")
+            if self.pending_name is not None:
+                pending = torch.load(self.folder / self.pending_name, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unreadable state is a damaged folder
+            raise InputError(f"cannot resume from {self.folder}: it is damaged ({err}); run without --resume "
+                             "to start again") from err
+        write_atomic(self.folder / "owner.pid", str(os.getpid()).encode())
+        return pending
+
+    def add_frame(self, index: int, frame: np.ndarray) -> None:
+        """Keep final frame ``index`` (``(h, w, 3)`` uint8 RGB) as a lossless PNG."""
+        ok, data = cv2.imencode(".png", np.ascontiguousarray(frame[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:
+            raise InputError(f"PNG encoding of frame {index} failed in {self.folder}")
+        write_atomic(self.folder / "frames" / f"{index:08d}.png", data.tobytes())
+
+    def read_frame(self, index: int) -> np.ndarray:
+        """Final frame ``index`` as ``(h, w, 3)`` uint8 RGB."""
+        array = cv2.imread(str(self.folder / "frames" / f"{index:08d}.png"), cv2.IMREAD_COLOR)
+        if array is None:
+            raise InputError(f"cannot resume from {self.folder}: frame {index} is unreadable; run without "
+                             "--resume to start again")
+        return np.ascontiguousarray(array[:, :, ::-1])
+
+    def commit(self, done: int, final_frames: int, pending: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Record that chunks ``< done`` are finished: frames ``< final_frames`` are final, ``pending`` waits."""
+        previous = self.pending_name
+        self.pending_name = None
+        if pending:
+            self.pending_name = f"pending-{done:06d}.pt"
+            buffer = io.BytesIO()
+            torch.save({index: (acc.contiguous(), weight) for index, (acc, weight) in pending.items()}, buffer)
+            write_atomic(self.folder / self.pending_name, buffer.getvalue())
+        self.done, self.final_frames = done, final_frames
+        self._write_manifest()
+        if previous is not None and previous != self.pending_name:
+            (self.folder / previous).unlink(missing_ok=True)
+
+    def _write_manifest(self) -> None:
+        manifest = {"format": self.FORMAT, "key": self.key, "num_frames": self.num_frames,
+                    "plan": [list(span) for span in self.plan], "scenes": self.scenes, "done": self.done,
+                    "final_frames": self.final_frames, "pending": self.pending_name}
+        write_atomic(self.folder / "manifest.json", json.dumps(manifest, indent=1).encode())
+
+    def remove(self) -> None:
+        if self.folder.is_dir() and not self.folder.is_symlink():
+            shutil.rmtree(self.folder)
+        elif self.folder.exists() or self.folder.is_symlink():
+            self.folder.unlink()
+
+
+def _has_os_error(err: BaseException) -> bool:
+    return any(isinstance(e, OSError) for e in cause_chain(err))
 
 
 def upscale_video(
@@ -198,6 +434,12 @@ def upscale_video(
     as_frames: bool = False,
     progress: bool = True,
     max_frames: int | None = None,
+    scene_split: bool = True,
+    scene_threshold: float = DEFAULT_THRESHOLD,
+    checkpoint: bool = False,
+    resume: bool = False,
+    run_info: dict | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> dict:
     """Upscale a video file or frame folder with a network, streaming, and write the result.
 
@@ -205,11 +447,21 @@ def upscale_video(
     ``overlap`` frames shared with the previous chunk are kept, nothing else), run through :func:`upscale_tensor`
     (tiles if ``tile``), cross-faded over chunk borders, clamped to [0, 1], rounded to uint8 and written by
     :class:`zoo.data.video_io.VideoWriter` as soon as no later chunk covers them. Peak memory depends on
-    ``chunk_frames`` and ``tile``, not on the video's length.
+    ``chunk_frames`` and ``tile``, not on the video's length. The chunks are planned shot by shot
+    (:func:`zoo.scenes.plan_video_chunks`: no chunk crosses a scene cut).
 
-    Output: an H.264 mp4 at the source's exact frame rate with the source's audio stream copied (when it has
-    one), or numbered PNG frames in the folder ``output_path`` with ``as_frames``. Written atomically; an
+    Output: H.264 video in the container the suffix names (``.mp4``/``.m4v``, ``.mov``, ``.mkv``;
+    :func:`zoo.data.video_io.output_format`) at the source's exact frame rate, with every audio track and the
+    subtitles the container can hold (:class:`zoo.data.video_io.VideoWriter`), or numbered PNG frames in the folder
+    ``output_path`` with ``as_frames``. Written atomically; an
     output path that resolves to the input is refused before any work.
+
+    Resumable runs (``checkpoint``): each finished chunk is kept in :func:`work_folder` ``(output_path)`` (its final
+    frames as lossless PNGs, the blend accumulators the next chunk continues, and a manifest of the settings and
+    chunk plan; see ``_WorkFolder``). The folder is removed when the output is complete, and kept when the run
+    stops on an interruption or an OS error (full disk) after a chunk finished. ``resume=True`` continues from it:
+    the kept frames are written again, the next chunk starts from the kept accumulators, and the output equals an
+    uninterrupted run's frame for frame. Without ``resume`` an earlier folder is removed (with a notice).
 
     Args:
         net: ``nn.Module`` mapping ``(b, t, 3, h, w)`` in [0, 1] to ``(b, t, 3, scale h, scale w)`` (e.g.
@@ -223,73 +475,155 @@ def upscale_video(
         overlap: frames shared by consecutive chunks (cross-faded).
         tile: spatial tile size in input pixels, or None.
         tile_overlap: input pixels shared by neighbouring tiles (used only with ``tile``).
-        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'auto'``, ...
         dtype: ``'fp32'``; ``'bf16'`` (CUDA or CPU) or ``'fp16'`` (CUDA only) run the net under
             ``torch.autocast`` (precision-sensitive ops stay fp32). ``'fp16'`` on CPU raises instead of silently
             falling back.
         as_frames: write PNG frames instead of an mp4.
         progress: show a tqdm bar over written frames.
         max_frames: upscale only the first ``max_frames`` frames (quick previews; the audio is cut to match).
+        scene_split: find the scene cuts first (:func:`zoo.scenes.detect_cuts`, one extra decoding pass) and plan
+            the chunks per shot, so that no chunk, recurrence or diffusion window crosses a cut.
+        scene_threshold: the cut detector's threshold (mean HSV change, 0-255; PySceneDetect's default 27).
+        checkpoint: keep finished chunks in the work folder (disk: about a PNG copy of the output frames).
+        resume: continue the run kept in the work folder (needs ``checkpoint``); starts normally when there is none.
+        run_info: JSON-able settings that identify the network beyond its parameters (e.g. family, variant,
+            loader options), stored in the manifest and compared on ``resume``.
+        notify: called with one-line notices (an earlier work folder removed or continued); default: ignored.
 
     Returns:
         ``{'frames': int (written), 'fps': float, 'size': (width, height) of the output, 'seconds': float wall time,
-        'output': str}``.
+        'output': str, 'resumed_chunks': int (chunks taken from the work folder), 'chunks': int, 'scenes':
+        {'split': bool, 'cuts': [first frame of each new shot], 'shots': int, 'seconds': float (the detection
+        pass)}}``.
 
     Raises:
-        InputError: unreadable input, output would overwrite the input, output folder missing.
-        ConfigError: bad chunk/tile options, unknown ``dtype``, fp16 on CPU, CUDA unavailable, or a net whose
-            output is not ``scale`` times its input.
+        InputError: unreadable input, output would overwrite the input, output folder missing, a work folder in
+            use by a live process or damaged.
+        ConfigError: bad chunk/tile options, unknown ``dtype``, fp16 on CPU, CUDA unavailable, a net whose
+            output is not ``scale`` times its input, ``resume`` without ``checkpoint``, or a work folder written
+            with other settings (named).
     """
     started = time.perf_counter()
     _check_options(scale, chunk_frames, overlap, tile, tile_overlap)
+    check_threshold(scene_threshold)
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
         raise ConfigError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+    if resume and not checkpoint:
+        raise ConfigError("resume=True continues a checkpointed run: give checkpoint=True as well")
     from zoo.data.video_io import VideoWriter, open_video
 
-    device = torch.device(device)
+    notify = notify or (lambda message: None)
+    device = resolve_device(device)
     run = _net_runner(net, device, dtype)
     source = open_video(input_path)
     check_input = getattr(net, "check_input_size", None)
     if callable(check_input):  # e.g. frames too small for an upscaler's flow network: refuse before any work
         check_input(source.height, source.width)
-    audio_from = source.path if source.has_audio and not as_frames else None
+    work: _WorkFolder | None = None
+    pending: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+    if checkpoint:
+        key = {"input": _input_stamp(source), "scale": scale, "chunk_frames": chunk_frames, "overlap": overlap,
+               "tile": tile, "tile_overlap": tile_overlap if tile is not None else 0, "dtype": dtype,
+               "device": str(device), "max_frames": max_frames, "net": _net_fingerprint(net),
+               "scene_split": bool(scene_split), "scene_threshold": float(scene_threshold),
+               "run": run_info or {}}
+        work = _WorkFolder(work_folder(output_path), key)
+        if work.folder.exists() or work.folder.is_symlink():
+            work.check_owner()
+            if resume:
+                pending = work.load()  # ConfigError when the settings differ: the folder is left as it is
+                notify(f"resuming from {work.folder}: {work.done} of {len(work.plan)} chunks done")
+            else:
+                notify(f"note: removing the unfinished run kept in {work.folder} (give --resume to continue it)")
+                work.remove()
+        elif resume:
+            notify(f"note: nothing to resume for {output_path} (no {work.folder.name}); starting from the beginning")
+    # every audio and subtitle track of the source goes along (VideoWriter copies what the container can hold)
+    audio_from = source.path if (source.has_audio or source.has_subtitles) and not as_frames else None
     writer = VideoWriter(output_path, fps=source.fps_fraction, audio_from=audio_from, as_frames=as_frames,
                          input_path=source.path)
-    with writer:
-        # video files: frames are counted by decoding (inside the writer, so a failure removes its temp output);
-        # with max_frames only that many are decoded
-        if max_frames is None or source.is_folder:
-            num_frames = min(source.num_frames, max_frames or source.num_frames)
-        else:
-            num_frames = sum(1 for _ in source.iter_frames(0, max_frames))
-        plan = plan_windows(num_frames, chunk_frames, overlap)
-        blender = _TemporalBlender(plan)
-        frames = source.iter_frames(0, num_frames)
-        buffer: list[tuple[int, np.ndarray]] = []
-        next_index = 0
-        bar = tqdm(total=num_frames, unit="frame", desc=f"upscaling {source.path.name}", disable=not progress)
-        with contextlib.closing(bar):
-            for index, (start, end) in enumerate(plan):
-                buffer = [(i, frame) for i, frame in buffer if i >= start]
-                while next_index < end:
-                    frame = next(frames, None)
-                    if frame is None:
-                        raise InputError(f"{source.path} ended after {next_index} frames, {num_frames} were counted")
-                    buffer.append((next_index, frame))
-                    next_index += 1
-                lq = torch.from_numpy(np.stack([frame for _, frame in buffer]))
-                lq = rearrange(lq, "t h w c -> 1 t c h w").float() / 255.0
-                sr = upscale_tensor(run, lq, scale=scale, tile=tile, tile_overlap=tile_overlap, device=device,
-                                    first_frame=start)
-                del lq
-                for _, frame in blender.add(index, sr):
-                    writer.write(frame[0])  # clamps to [0, 1] and rounds to uint8
-                    bar.update(1)
-                del sr
+    resumed = work.done if pending is not None else 0
+    try:
+        with writer:
+            if pending is not None:
+                num_frames, plan, scenes = work.num_frames, work.plan, work.scenes
+            else:
+                # video files: frames are counted by decoding (inside the writer, so a failure removes its temp
+                # output); with max_frames only that many are decoded
+                if max_frames is None or source.is_folder:
+                    num_frames = min(source.num_frames, max_frames or source.num_frames)
+                else:
+                    num_frames = sum(1 for _ in source.iter_frames(0, max_frames))
+                plan, scenes = plan_video_chunks(source, num_frames, chunk_frames, overlap, scene_split=scene_split,
+                                                 threshold=scene_threshold, progress=progress)
+                if work is not None:
+                    work.start(num_frames, plan, scenes)
+            _stream_chunks(run, source, writer, work, plan, num_frames, pending, scale=scale, tile=tile,
+                           tile_overlap=tile_overlap, device=device, progress=progress)
+    except ZooError as err:
+        if work is not None and not _has_os_error(err):
+            work.remove()  # bad input or options: nothing to resume
+        raise
+    except BaseException:
+        if work is not None and work.done == 0:
+            work.remove()
+        raise
+    if work is not None:
+        work.remove()
     return {
         "frames": num_frames,
         "fps": source.fps,
         "size": (source.width * scale, source.height * scale),
         "seconds": time.perf_counter() - started,
         "output": str(Path(output_path)),
+        "resumed_chunks": resumed,
+        "chunks": len(plan),
+        "scenes": scenes,
     }
+
+
+def _stream_chunks(run: Callable[..., torch.Tensor], source, writer, work: _WorkFolder | None,  # noqa: ANN001
+                   plan: list[tuple[int, int]], num_frames: int,
+                   pending: dict[int, tuple[torch.Tensor, torch.Tensor]] | None, *, scale: int, tile: int | None,
+                   tile_overlap: int, device: torch.device, progress: bool) -> None:
+    """The chunk loop of :func:`upscale_video`: from the start, or (``pending`` given) after ``work.done`` chunks."""
+    blender = _TemporalBlender(plan)
+    first_chunk, written = 0, 0
+    bar = tqdm(total=num_frames, unit="frame", desc=f"upscaling {source.path.name}", disable=not progress)
+    with contextlib.closing(bar):
+        if pending is not None:  # resume: the kept final frames, then the kept accumulators
+            for index in range(work.final_frames):
+                writer.write(work.read_frame(index))
+                bar.update(1)
+            blender.pending = pending
+            first_chunk, written = work.done, work.final_frames
+        if first_chunk >= len(plan):
+            return
+        next_index = plan[first_chunk][0]
+        frames = source.iter_frames(next_index, num_frames)
+        buffer: list[tuple[int, np.ndarray]] = []
+        for index in range(first_chunk, len(plan)):
+            start, end = plan[index]
+            buffer = [(i, frame) for i, frame in buffer if i >= start]
+            while next_index < end:
+                frame = next(frames, None)
+                if frame is None:
+                    raise InputError(f"{source.path} ended after {next_index} frames, {num_frames} were counted")
+                buffer.append((next_index, frame))
+                next_index += 1
+            lq = torch.from_numpy(np.stack([frame for _, frame in buffer]))
+            lq = rearrange(lq, "t h w c -> 1 t c h w").float() / 255.0
+            sr = upscale_tensor(run, lq, scale=scale, tile=tile, tile_overlap=tile_overlap, device=device,
+                                first_frame=start)
+            del lq
+            for frame_index, frame in blender.add(index, sr):
+                array = _frame_to_uint8(frame[0])
+                writer.write(array)
+                if work is not None:
+                    work.add_frame(frame_index, array)
+                written = frame_index + 1
+                bar.update(1)
+            del sr
+            if work is not None:
+                work.commit(index + 1, written, blender.pending)

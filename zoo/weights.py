@@ -3,7 +3,8 @@
 A leaf module (it imports only torch and :mod:`zoo.errors`): every family's ``convert.py``, the shared
 latent-diffusion layer and :mod:`zoo.hub` use it, and it uses none of them.
 
-- :func:`read_checkpoint`: ``torch.load`` on the CPU, ``weights_only=True`` first.
+- :func:`read_checkpoint`: ``torch.load`` on the CPU, ``weights_only=True`` first; with ``family``, a vsrzoo checkpoint
+  of another family is refused in one line (:func:`check_family`).
 - :func:`check_state_dict` / :func:`load_state`: a state dict must have exactly the target's keys and shapes;
   ``allow_missing`` names the keys that may be absent (new layers of an inflated network, frozen parts that a
   checkpoint does not carry).
@@ -29,7 +30,8 @@ from torch import nn
 from zoo.errors import ConfigError, WeightsError
 
 __all__ = ["CHECKPOINT_INFO", "LIGHTNING_EMA_PREFIX", "LIGHTNING_PREFIX", "KeyMap", "check_state_dict", "checkpoint_info", "hparams_of",
-           "is_lightning_checkpoint", "lightning_generator_state", "load_state", "net_kwargs_from_hparams", "refuse_recorded",
+           "check_family", "is_lightning_checkpoint", "lightning_generator_state", "load_state", "net_kwargs_from_hparams",
+           "refuse_recorded",
            "plain", "read_checkpoint", "tensor_state"]
 
 #: Key of the vsrzoo section of this project's Lightning checkpoints: ``{'family': name, 'weights': 'trained' | 'all',
@@ -41,7 +43,7 @@ LIGHTNING_EMA_PREFIX = "net_g_ema."
 LIGHTNING_PREFIX = "net_g."
 
 
-def read_checkpoint(path: str | Path) -> object:
+def read_checkpoint(path: str | Path, *, family: str | None = None) -> object:
     """Load a PyTorch file on the CPU, safely when possible.
 
     First tries ``torch.load(weights_only=True)`` (tensors, containers and primitive types only). If the file
@@ -51,13 +53,38 @@ def read_checkpoint(path: str | Path) -> object:
 
     Args:
         path: file path.
+        family: the family that reads the file (``'realbasicvsr'``, ...): a vsrzoo checkpoint that records another
+            family is refused (:func:`check_family`). Files without the record (official weights, bare state dicts,
+            older checkpoints) pass.
 
     Returns:
         The loaded object.
 
     Raises:
-        WeightsError: if the path does not exist, is not a file, or is not a PyTorch file.
+        WeightsError: if the path does not exist, is not a file, or is not a PyTorch file; a checkpoint of another
+            family than ``family``.
     """
+    ckpt = _load(Path(path))
+    if family is not None:
+        check_family(ckpt, family, source=str(path))
+    return ckpt
+
+
+def check_family(ckpt: object, family: str, *, source: str) -> None:
+    """Refuse a vsrzoo checkpoint of another family than ``family`` (its ``checkpoint['vsrzoo']['family']``).
+
+    Raises:
+        WeightsError: ``"<source> is a videogigagan checkpoint; --model realbasicvsr cannot load it (use --model
+            videogigagan)"``.
+    """
+    recorded = checkpoint_info(ckpt).get("family")
+    if recorded and recorded != family:
+        raise WeightsError(f"{source} is a {recorded} checkpoint; --model {family} cannot load it "
+                           f"(use --model {recorded})")
+
+
+def _load(path: Path) -> object:
+    """:func:`read_checkpoint` without the family check."""
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"weights file not found: {path}")
@@ -71,7 +98,7 @@ def read_checkpoint(path: str | Path) -> object:
     except Exception as exc:  # noqa: BLE001 - torch raises many types (RuntimeError, KeyError, EOFError, ...)
         raise WeightsError(f"{path} is not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
     warnings.warn(f"{path} contains pickled Python objects; loading it with torch.load(weights_only=False). "
-                  f"Only load checkpoints you trust.", stacklevel=3)
+                  f"Only load checkpoints you trust.", stacklevel=4)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ from einops import rearrange
 from zoo.benchmark.report import device_name, format_number
 from zoo.benchmark.suite import BICUBIC, RANDOM_WEIGHTS, Entry
 from zoo.errors import ConfigError, InputError
+from zoo.fileio import write_atomic
 
 __all__ = ["CompareResult", "ModelChoice", "compare", "parse_crop", "parse_model"]
 
@@ -158,16 +157,6 @@ class CompareResult:
     md_path: Path | None = None
     frames: int = 0
     lq_size: tuple[int, int] = (0, 0)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a hidden temporary file in the same folder, renamed when complete."""
-    tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _label_font(size: int):  # noqa: ANN202 - PIL font
@@ -371,7 +360,7 @@ def compare(
     buffer = io.BytesIO()
     Image.fromarray(still).save(buffer, format="PNG", optimize=True)
     result.picture = output.with_suffix(".png")
-    _write_atomic(result.picture, buffer.getvalue())
+    write_atomic(result.picture, buffer.getvalue())
 
     import csv
 
@@ -379,7 +368,7 @@ def compare(
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header, *cells])
     result.csv_path = output.with_suffix(".csv")
-    _write_atomic(result.csv_path, text.getvalue().encode())
+    write_atomic(result.csv_path, text.getvalue().encode())
     where = f"{Path(input_path).name}, frames {start}-{start + t - 1}, LQ {lq_w}x{lq_h}" + (
         f" at ({crop[0]}, {crop[1]})" if crop is not None else "") + f", x{scale}"
     md = [f"# vsrzoo compare: {where}", "",
@@ -392,5 +381,5 @@ def compare(
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
           *["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]]
     result.md_path = output.with_suffix(".md")
-    _write_atomic(result.md_path, ("\n".join(md) + "\n").encode())
+    write_atomic(result.md_path, ("\n".join(md) + "\n").encode())
     return result

@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from zoo.fileio import write_atomic
+
 __all__ = ["COLUMNS", "MEAN", "device_name", "environment", "format_number", "format_row", "read_csv", "render_markdown",
            "write_report"]
 
@@ -265,6 +267,9 @@ def write_report(*, suite: Any, rows: Sequence[Mapping[str, Any]], meta: Mapping
                  output_dir: str | Path) -> tuple[Path, Path]:
     """Write ``<output_dir>/<suite.name>.csv`` and ``.md`` from raw rows (formatted once by :func:`format_row`).
 
+    Each file is written atomically (:func:`zoo.fileio.write_atomic`): an interrupted run leaves the previous
+    report whole.
+
     Returns:
         ``(csv_path, md_path)``.
     """
@@ -273,8 +278,8 @@ def write_report(*, suite: Any, rows: Sequence[Mapping[str, Any]], meta: Mapping
     formatted = [format_row(row) for row in rows]
     csv_path = output_dir / f"{suite.name}.csv"
     md_path = output_dir / f"{suite.name}.md"
-    csv_path.write_text(_csv_text(formatted))
-    md_path.write_text(render_markdown(suite=suite, rows=formatted, meta=meta))
+    write_atomic(csv_path, _csv_text(formatted))
+    write_atomic(md_path, render_markdown(suite=suite, rows=formatted, meta=meta))
     return csv_path, md_path
 
 

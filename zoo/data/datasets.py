@@ -56,31 +56,41 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def discover_clips(paths: Sequence[str | Path], *, unique: bool = False) -> list[tuple[str, VideoSource]]:
+def discover_clips(paths: Sequence[str | Path], *, unique: bool = False,
+                   what: str = "input") -> list[tuple[str, VideoSource]]:
     """Open every clip found under ``paths``.
 
     Args:
         paths: user paths (see :func:`zoo.data.video_io.list_clips`).
         unique: raise when two clips share a key (evaluation reports per clip key).
+        what: what the clips are for, named in the messages (``'training'``, ``'val'``, ...).
 
     Returns:
         ``[(key, VideoSource), ...]`` in the order found.
 
     Raises:
-        InputError: as :func:`list_clips` / :func:`open_video`, no paths, or duplicate keys with ``unique``.
+        InputError: as :func:`list_clips` / :func:`open_video` (a clip that cannot be opened, e.g. frames of mixed
+            sizes, is named by key and path: ``"training clip '000' (path): ..."``), a path that does not exist, no
+            paths, or duplicate keys with ``unique``.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
-        raise InputError("no input paths given")
+        raise InputError(f"no {what} paths given")
     clips: list[tuple[str, VideoSource]] = []
     seen: dict[str, Path] = {}
     for path in paths:
+        if not Path(path).expanduser().exists():
+            raise InputError(f"{what} path does not exist: {path}")
         for key, clip_path in list_clips(path):
             if unique and key in seen:
-                raise InputError(f"two clips are named {key!r}: {seen[key]} and {clip_path}; rename one")
+                raise InputError(f"two {what} clips are named {key!r}: {seen[key]} and {clip_path}; rename one")
             seen[key] = clip_path
-            clips.append((key, open_video(clip_path)))
+            try:
+                source = open_video(clip_path)
+            except InputError as err:
+                raise InputError(f"{what} clip {key!r} ({clip_path}): {err}") from err
+            clips.append((key, source))
     return clips
 
 
@@ -117,9 +127,11 @@ class TrainClipDataset(Dataset):
     half the frames, cut to ``num_frames``), crop a random ``gt_size`` square (the same for all frames), flip /
     transpose, then ``lq = degradation(gt, generator)``.
 
-    Randomness: every item draws one seed from the global torch RNG (seeded per DataLoader worker by PyTorch,
-    from the loader's generator, and in the main process by ``lightning.seed_everything``), and all its choices
-    and its degradation derive from that seed, so runs are reproducible.
+    Randomness: item ``index`` is a fixed function of ``(seed, index)``: its seed is ``stable_seed(seed, 'train',
+    index)`` and all its choices and its degradation derive from it (numpy / torch generators of its own; no global
+    RNG, no worker RNG). ``index`` may be any non-negative int, not only ``< len(self)``: the datamodule's sampler
+    (:class:`zoo.data.datamodule.TrainSampler`) walks fresh indices every epoch and on every rank, so that the
+    training stream is a function of the seed and the sample's position alone, which makes resuming exact.
 
     Args:
         paths: training clip paths (REDS ``train_sharp``, a folder of videos, ...).
@@ -130,6 +142,7 @@ class TrainClipDataset(Dataset):
         degradation: ``callable(gt (t, 3, H, W), generator) -> lq``; None: ``RealBasicVSRDegradation(scale=scale)``.
         samples_per_epoch: dataset length (items per epoch), independent of the number of clips.
         use_flip, use_transpose: augmentations.
+        seed: base seed of the items (the datamodule draws it once per run: :class:`zoo.data.datamodule.VSRDataModule`).
 
     Raises:
         ConfigError: ``gt_size`` not divisible by ``scale``, non-positive sizes, a degradation of another scale.
@@ -139,7 +152,8 @@ class TrainClipDataset(Dataset):
 
     def __init__(self, *, paths: Sequence[str | Path], num_frames: int = 30, gt_size: int = 256, scale: int = 4,
                  mirror: bool = True, degradation: Degradation | None = None, samples_per_epoch: int = 1000,
-                 use_flip: bool = True, use_transpose: bool = True) -> None:
+                 use_flip: bool = True, use_transpose: bool = True, seed: int = 0) -> None:
+        self.seed = seed
         if num_frames < 1 or gt_size < 1 or scale < 1 or samples_per_epoch < 1:
             raise ConfigError(f"num_frames ({num_frames}), gt_size ({gt_size}), scale ({scale}) and "
                               f"samples_per_epoch ({samples_per_epoch}) must be positive")
@@ -152,22 +166,29 @@ class TrainClipDataset(Dataset):
         self.num_frames, self.gt_size, self.scale, self.mirror = num_frames, gt_size, scale, mirror
         self.samples_per_epoch, self.use_flip, self.use_transpose = samples_per_epoch, use_flip, use_transpose
         self.load_frames = (num_frames + 1) // 2 if mirror else num_frames
-        self.clips = discover_clips(paths)
+        self.clips = discover_clips(paths, what="training")
         for key, source in self.clips:
-            if source.num_frames < self.load_frames:
-                how = f" (num_frames={num_frames} with mirror loads {self.load_frames})" if mirror else ""
-                raise InputError(f"clip {key!r} ({source.path}) has {source.num_frames} frames; "
+            try:
+                num = source.num_frames  # video files: counted by decoding once, which also checks the frame sizes
+            except InputError as err:
+                raise InputError(f"training clip {key!r} ({source.path}): {err}") from err
+            if num < self.load_frames:
+                how = (f" (num_frames={num_frames} with mirror loads {self.load_frames})" if mirror
+                       else f" (num_frames={num_frames})")
+                raise InputError(f"training clip {key!r} ({source.path}) has {num} frames; "
                                  f"{self.load_frames} are needed{how}")
             if min(source.height, source.width) < gt_size:
-                raise InputError(f"clip {key!r} ({source.path}) is {source.width}x{source.height}, smaller than "
-                                 f"gt_size {gt_size}")
+                raise InputError(f"training clip {key!r} ({source.path}) is {source.width}x{source.height}, smaller "
+                                 f"than gt_size {gt_size} (data gt_size: at most {min(source.height, source.width)} "
+                                 f"for this clip)")
 
     def __len__(self) -> int:
         return self.samples_per_epoch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        seed = int(torch.randint(0, 2**62, (1,)))
-        return self.sample(seed)
+        """Item ``index`` (any int >= 0) of the stream of base seed :attr:`seed`: ``sample(stable_seed(seed, 'train',
+        index))``."""
+        return self.sample(stable_seed(self.seed, "train", int(index)))
 
     def sample(self, seed: int) -> dict[str, torch.Tensor | str]:
         """Build the item of a given seed (the same seed gives the same item).
@@ -234,7 +255,7 @@ class EvalClipDataset(Dataset):
     def __init__(self, *, paths: Sequence[str | Path], scale: int = 4, degradation: str = "synthetic",
                  lq_paths: Sequence[str | Path] | None = None, seed: int = 0,
                  synthetic: Degradation | None = None, num_frames: int | None = None,
-                 max_size: int | None = None) -> None:
+                 max_size: int | None = None, what: str = "evaluation") -> None:
         if degradation not in EVAL_DEGRADATIONS:
             raise ConfigError(f"unknown evaluation degradation {degradation!r}; expected one of {EVAL_DEGRADATIONS}")
         if num_frames is not None and num_frames < 1:
@@ -248,12 +269,13 @@ class EvalClipDataset(Dataset):
         if degradation == "synthetic" and synthetic_scale != scale:
             raise ConfigError(f"the degradation has scale {synthetic_scale}, the data scale is {scale}")
         self.bicubic = BicubicDegradation(scale=scale)
-        self.clips = discover_clips(paths, unique=True)
+        self.what = what
+        self.clips = discover_clips(paths, unique=True, what=what)
         self.lq_clips: dict[str, VideoSource] = {}
         if degradation == "paired":
             if not lq_paths:
                 raise ConfigError("degradation 'paired' needs lq_paths (folders of LQ clips named like the GT clips)")
-            lq_clips = dict(discover_clips(lq_paths, unique=True))
+            lq_clips = dict(discover_clips(lq_paths, unique=True, what=f"{what} LQ"))
             for key, source in self.clips:
                 if key not in lq_clips:
                     raise InputError(f"no LQ clip named {key!r} in {[str(p) for p in lq_paths]} for GT {source.path}")
@@ -275,12 +297,15 @@ class EvalClipDataset(Dataset):
         stop = None if self.num_frames is None else min(self.num_frames, source.num_frames)
         top, left, crop_h, crop_w = _center_crop_box(source.height, source.width, self.max_size, self.scale)
         s = self.scale
-        gt = source.read(0, stop)[:, :, top * s:(top + crop_h) * s, left * s:(left + crop_w) * s].contiguous()
-        if self.mode == "paired":
-            lq = self.lq_clips[key].read(0, stop)[:, :, top:top + crop_h, left:left + crop_w].contiguous()
-        elif self.mode == "bicubic":
+        try:  # video files: frames of another size are found while decoding
+            gt = source.read(0, stop)[:, :, top * s:(top + crop_h) * s, left * s:(left + crop_w) * s].contiguous()
+            if self.mode == "paired":
+                lq = self.lq_clips[key].read(0, stop)[:, :, top:top + crop_h, left:left + crop_w].contiguous()
+        except InputError as err:
+            raise InputError(f"{self.what} clip {key!r} ({source.path}): {err}") from err
+        if self.mode == "bicubic":
             lq = self.bicubic(gt)
-        else:
+        elif self.mode != "paired":
             generator = torch.Generator().manual_seed(stable_seed(self.seed, key))
             lq = self.synthetic(gt, generator)
         return {"lq": lq, "gt": gt, "key": key}
@@ -289,8 +314,11 @@ class EvalClipDataset(Dataset):
 class PredictClipDataset(Dataset):
     """LQ-only clips (real videos) for prediction: items ``{'lq': (t, 3, h, w), 'key': str}``.
 
-    The whole clip (or its first ``num_frames`` frames) is read into memory; for long videos use
-    ``zoo.inference.upscale_video``, which streams.
+    The whole clip (or its first ``num_frames`` frames) is read into memory when its item is loaded: ``t * h * w * 12``
+    bytes of float32 LQ, and the system's prediction holds the SR clip, ``scale**2`` times more (x4, 640x360,
+    100 frames: 0.28 GB LQ, 4.4 GB SR; one clip per process at a time). Fine for a library of short clips; for long
+    videos use ``vsrzoo upscale`` / ``zoo.inference.upscale_video``, which stream (memory independent of length), or
+    bound ``num_frames``. Clips are only opened here (first frame decoded), not read.
 
     Args:
         paths: LQ clip paths (folders of frames or video files).

@@ -7,6 +7,9 @@ shipped inside basicsr. Lower is better.
 """
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 import torch
 from einops import rearrange
@@ -31,7 +34,10 @@ def niqe(sr: torch.Tensor, *, crop_border: int = 0) -> torch.Tensor:
         crop_border: pixels removed on each side of every frame.
 
     Returns:
-        ``(b,)`` float64.
+        ``(b,)`` float64. A frame on which NIQE is undefined (a flat or nearly flat frame, whose patch-feature
+        covariance is singular, so basicsr's fit raises ``LinAlgError``) scores NaN, with one warning that counts
+        such frames, and so does its clip: a mean over the remaining frames would rank the clip on other frames
+        than its neighbours'.
 
     Raises:
         InputError: bad shape or frames too small for NIQE.
@@ -47,6 +53,18 @@ def niqe(sr: torch.Tensor, *, crop_border: int = 0) -> torch.Tensor:
 
     batch = sr.shape[0]
     frames = rearrange(quantize(sr), "b t c h w -> (b t) h w c").cpu().numpy()
-    scores = [float(calculate_niqe(np.ascontiguousarray(img[..., ::-1]), crop_border, input_order="HWC", convert_to="y"))
-              for img in frames]  # BasicSR expects BGR
+    scores = []
+    for img in frames:
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)  # numpy's empty-slice notes on flat patches
+                score = float(calculate_niqe(np.ascontiguousarray(img[..., ::-1]), crop_border,  # BasicSR: BGR
+                                             input_order="HWC", convert_to="y"))
+        except np.linalg.LinAlgError:
+            score = float("nan")
+        scores.append(score if math.isfinite(score) else float("nan"))
+    undefined = sum(1 for score in scores if math.isnan(score))
+    if undefined:
+        warnings.warn(f"NIQE is undefined on {undefined} of {len(scores)} frames (flat frames: singular feature "
+                      "covariance); their clips score NaN", RuntimeWarning, stacklevel=3)
     return rearrange(torch.tensor(scores, dtype=torch.float64), "(b t) -> b t", b=batch).mean(dim=1)

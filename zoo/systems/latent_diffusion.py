@@ -56,8 +56,10 @@ class LatentDiffusionSystem(VSRSystem):
 
     _always_saved: tuple[str, ...] = ()
 
-    def __init__(self, *, scale: int = 4, evaluation: Any = None) -> None:
-        super().__init__(scale=scale, evaluation=evaluation)
+    def __init__(self, *, scale: int = 4, evaluation: Any = None, nonfinite: str = "stop",
+                 max_nonfinite_skips: int = 100, grad_clip_norm: float | None = None) -> None:
+        super().__init__(scale=scale, evaluation=evaluation, nonfinite=nonfinite,
+                         max_nonfinite_skips=max_nonfinite_skips, grad_clip_norm=grad_clip_norm)
         self._trained: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------ what trains

@@ -236,9 +236,8 @@ def load_dcvsr_pipeline(path: str | Path | None, **overrides: Any) -> nn.Module:
 def _from_checkpoint(path: Path, *, svd: object = None, **overrides: Any) -> nn.Module:
     source = str(path)
     refuse_recorded(source, overrides, _RECORDED)
-    ckpt = read_checkpoint(path)
-    if not is_lightning_checkpoint(ckpt, ("net_g.unet.",)) or checkpoint_info(ckpt).get("family") not in (
-            None, "dc_vsr"):
+    ckpt = read_checkpoint(path, family="dc_vsr")
+    if not is_lightning_checkpoint(ckpt, ("net_g.unet.",)):
         raise WeightsError(f"{source} is not a DC-VSR checkpoint; {_accepted()}")
     hparams = hparams_of(ckpt)
     trained_only = checkpoint_info(ckpt).get("weights") == "trained"

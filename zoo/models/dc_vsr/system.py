@@ -66,6 +66,10 @@ class DCVSR(LatentDiffusionSystem):
         lr, betas, weight_decay: AdamW.
         gradient_checkpointing: recompute the UNet's blocks in the backward pass.
         sampling: sampler options of validation / test / predict.
+        nonfinite, max_nonfinite_skips: a NaN / Inf loss or gradient stops training (``'stop'``, one line naming
+            the step and the loss) or skips the update (``'skip'``, counted; training stops after
+            ``max_nonfinite_skips``): :class:`zoo.systems.base.VSRSystem`. Gradient clipping is the trainer's
+            ``gradient_clip_val`` (the recipe sets it).
         scale, evaluation: :class:`zoo.systems.base.VSRSystem` (keep ``evaluation.chunk_frames`` / ``tile`` None: the
             sampler tiles itself).
 
@@ -97,10 +101,13 @@ class DCVSR(LatentDiffusionSystem):
         weight_decay: float = 0.01,
         gradient_checkpointing: bool = False,
         sampling: SamplingOptions | None = None,
+        nonfinite: Literal["stop", "skip"] = "stop",
+        max_nonfinite_skips: int = 100,
         scale: int = 4,
         evaluation: EvalOptions | None = None,
     ) -> None:
-        super().__init__(scale=scale, evaluation=evaluation)
+        super().__init__(scale=scale, evaluation=evaluation, nonfinite=nonfinite,
+                         max_nonfinite_skips=max_nonfinite_skips)
         self.save_hyperparameters()
         if train_modules not in TRAIN_MODULES:
             raise ConfigError(f"train_modules must be one of {list(TRAIN_MODULES)}; got {train_modules!r}")
@@ -149,9 +156,12 @@ class DCVSR(LatentDiffusionSystem):
                                           added_time_ids=self.net_g.added_time_ids(b).to(z.device))
         return F.mse_loss(pred.float(), pair["target"].float())
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """One step on ``{'lq': (b, t, 3, h, w), 'gt': (b, t, 3, 4h, 4w)}`` in [0, 1]."""
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """One step on ``{'lq': (b, t, 3, h, w), 'gt': (b, t, 3, 4h, 4w)}`` in [0, 1]; None (the step is skipped) for
+        a non-finite loss with ``nonfinite='skip'``."""
         loss = self.diffusion_loss(batch["lq"], batch["gt"])
+        if not self.check_losses({"loss_edm": loss}):
+            return None
         self.log("train/loss_edm", loss.detach(), prog_bar=True)
         return loss
 

@@ -313,7 +313,7 @@ def load_realbasicvsr(path: str | Path, **overrides: object) -> nn.Module:
     source = str(path)
     use_ema = bool(overrides.pop("use_ema", True))
     _check_overrides(overrides)
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, family="realbasicvsr")
     recorded: dict[str, object] = {}
     if is_lightning_checkpoint(ckpt):
         recorded = net_kwargs_from_hparams(ckpt, RealBasicVSRNet, source=source)

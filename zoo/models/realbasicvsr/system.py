@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,11 @@ class RealBasicVSR(VSRSystem):
             official test configs use 1.5 without GAN and 5 with GAN. Training always uses the net's own value.
         init_from: a stage-1 checkpoint (this project's Lightning ``.ckpt`` or the official ``.pth``) whose
             generator (EMA when present) initialises ``net`` (and the EMA); optimiser state is not taken.
+        nonfinite, max_nonfinite_skips: a NaN / Inf loss or gradient stops training (``'stop'``, one line naming
+            the step and the loss term) or skips that optimizer's update (``'skip'``, counted; training stops after
+            ``max_nonfinite_skips``): :class:`zoo.systems.base.VSRSystem`.
+        grad_clip_norm: clip each optimizer's gradients (G and D separately) to this L2 norm before its step (None:
+            none). Manual optimisation: ``trainer.gradient_clip_val`` is refused by Lightning, this is its equivalent.
         scale, evaluation: see :class:`zoo.systems.base.VSRSystem`.
 
     Raises:
@@ -87,10 +92,14 @@ class RealBasicVSR(VSRSystem):
         ema_decay: float | None = 0.999,
         eval_dynamic_refine_thres: float = 1.5,
         init_from: str | None = None,
+        nonfinite: Literal["stop", "skip"] = "stop",
+        max_nonfinite_skips: int = 100,
+        grad_clip_norm: float | None = None,
         scale: int = 4,
         evaluation: EvalOptions | None = None,
     ) -> None:
-        super().__init__(scale=scale, evaluation=evaluation)
+        super().__init__(scale=scale, evaluation=evaluation, nonfinite=nonfinite,
+                         max_nonfinite_skips=max_nonfinite_skips, grad_clip_norm=grad_clip_norm)
         if scale != 4:
             raise ValueError(f"RealBasicVSR is an x4 network; got scale={scale}")
         self.save_hyperparameters(ignore=["net", "discriminator"])

@@ -95,7 +95,7 @@ def load_realesrgan(path: str | Path, *, pre_pad: int = 10, tile: int | None = N
                             **options)
         load_ncnn_weights(net.net, path, path.with_suffix(".bin"))
         return net.eval()
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, family="realesrgan")
     if isinstance(state, dict):
         state = state.get("params_ema", state.get("params", state))
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

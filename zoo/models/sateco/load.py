@@ -198,7 +198,7 @@ def load_sateco_pipeline(path: str | Path | None, **overrides: Any) -> nn.Module
 def _from_checkpoint(path: Path, *, pretrained: object = None, **overrides: Any) -> nn.Module:
     source = str(path)
     refuse_recorded(source, overrides, _RECORDED)
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, family="sateco")
     if not is_lightning_checkpoint(ckpt, _PREFIXES):
         raise WeightsError(f"{source} is not a SATeCo checkpoint; {_accepted()}")
     hparams = hparams_of(ckpt)

@@ -77,6 +77,10 @@ class SATeCo(LatentDiffusionSystem):
         sample_posterior: encode GT / X_u with a posterior sample rather than the mean.
         gradient_checkpointing: recompute the UNet's / VAE decoder's blocks in the backward pass.
         sampling: sampler options of validation / test / predict (use few steps for validation).
+        nonfinite, max_nonfinite_skips: a NaN / Inf loss or gradient stops training (``'stop'``, one line naming
+            the step and the loss) or skips the update (``'skip'``, counted; training stops after
+            ``max_nonfinite_skips``): :class:`zoo.systems.base.VSRSystem`. Gradient clipping is the trainer's
+            ``gradient_clip_val`` (the recipe sets it).
         scale, evaluation: :class:`zoo.systems.base.VSRSystem` (keep ``evaluation.chunk_frames`` / ``tile`` None: the
             sampler windows and tiles itself).
 
@@ -114,10 +118,13 @@ class SATeCo(LatentDiffusionSystem):
         sample_posterior: bool = False,
         gradient_checkpointing: bool = False,
         sampling: SamplingOptions | None = None,
+        nonfinite: Literal["stop", "skip"] = "stop",
+        max_nonfinite_skips: int = 100,
         scale: int = 4,
         evaluation: EvalOptions | None = None,
     ) -> None:
-        super().__init__(scale=scale, evaluation=evaluation)
+        super().__init__(scale=scale, evaluation=evaluation, nonfinite=nonfinite,
+                         max_nonfinite_skips=max_nonfinite_skips)
         self.save_hyperparameters()
         if stage not in STAGES:
             raise ConfigError(f"stage must be one of {list(STAGES)}; got {stage!r}")
@@ -156,7 +163,7 @@ class SATeCo(LatentDiffusionSystem):
         """
         if not path.is_file():
             raise WeightsError(f"init_from checkpoint not found: {path}")
-        ckpt = read_checkpoint(path)
+        ckpt = read_checkpoint(path, family="sateco")
         state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
         if not isinstance(state, dict) or not any(k.startswith("net_g.upscaler.") for k in state):
             raise WeightsError(f"{path} is not a SATeCo checkpoint (no net_g.upscaler.* weights)")
@@ -231,10 +238,14 @@ class SATeCo(LatentDiffusionSystem):
             x_d = ((self.net_g.decode_guided(latents, x_u * 2.0 - 1.0) + 1.0) / 2.0).clamp(0.0, 1.0)
         return self.charbonnier(self.net_g.refiner(x_u, x_d).float(), gt.float())
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """One step of the stage on ``{'lq': (b, t, 3, h, w), 'gt': (b, t, 3, 4h, 4w)}`` in [0, 1]."""
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """One step of the stage on ``{'lq': (b, t, 3, h, w), 'gt': (b, t, 3, 4h, 4w)}`` in [0, 1]; None (the step is
+        skipped) for a non-finite loss with ``nonfinite='skip'``."""
         loss = self.stage_loss(batch["lq"], batch["gt"])
-        self.log(f"train/loss_{self.hparams.stage}", loss.detach(), prog_bar=True)
+        name = f"loss_{self.hparams.stage}"
+        if not self.check_losses({name: loss}):
+            return None
+        self.log(f"train/{name}", loss.detach(), prog_bar=True)
         return loss
 
     # ------------------------------------------------------------------ optimisers

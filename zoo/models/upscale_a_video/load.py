@@ -281,7 +281,7 @@ def _pipeline_from_checkpoint(path: Path, *, pretrained: object = _UNSET, use_em
 
     source = str(path)
     refuse_recorded(source, overrides, _RECORDED)
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, family="upscale_a_video")
     if not is_lightning_checkpoint(ckpt, _CHECKPOINT_PREFIXES):
         hint = ""
         if path.suffix in (".bin", ".pth") or path.parent.name in ("unet", "vae", "propagator"):

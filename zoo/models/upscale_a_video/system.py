@@ -118,6 +118,10 @@ class UpscaleAVideo(_UpscaleAVideoCommon):
         sample_posterior: encode the GT with a posterior sample (LDM) rather than its mean.
         gradient_checkpointing: recompute UNet blocks in the backward pass (memory for compute).
         sampling: sampler options for validation/test/predict (choose few steps for validation).
+        nonfinite, max_nonfinite_skips: a NaN / Inf loss or gradient stops training (``'stop'``, one line naming
+            the step and the loss) or skips the update (``'skip'``, counted; training stops after
+            ``max_nonfinite_skips``): :class:`zoo.systems.base.VSRSystem`. Gradient clipping is the trainer's
+            ``gradient_clip_val`` (the recipe sets it).
         scale, evaluation: see :class:`zoo.systems.base.VSRSystem` (keep ``evaluation.chunk_frames``/``tile`` None:
             the sampler windows and tiles itself).
 
@@ -146,10 +150,13 @@ class UpscaleAVideo(_UpscaleAVideoCommon):
         sample_posterior: bool = True,
         gradient_checkpointing: bool = False,
         sampling: SamplingOptions | None = None,
+        nonfinite: Literal["stop", "skip"] = "stop",
+        max_nonfinite_skips: int = 100,
         scale: int = 4,
         evaluation: EvalOptions | None = None,
     ) -> None:
-        super().__init__(scale=scale, evaluation=evaluation)
+        super().__init__(scale=scale, evaluation=evaluation, nonfinite=nonfinite,
+                         max_nonfinite_skips=max_nonfinite_skips)
         self.save_hyperparameters()
         low, high = noise_level_range
         if not 0 <= low < high <= max_noise_level + 1:
@@ -201,10 +208,13 @@ class UpscaleAVideo(_UpscaleAVideoCommon):
         pred = self.net_g.unet(noisy, timesteps, lq_noisy, levels, text)
         return F.mse_loss(pred.float(), target.float())
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """One step on ``{'lq': (b, t, 3, h, w), 'gt': (b, t, 3, 4h, 4w)[, 'prompt': list[str]]}`` in [0, 1]."""
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """One step on ``{'lq': (b, t, 3, h, w), 'gt': (b, t, 3, 4h, 4w)[, 'prompt': list[str]]}`` in [0, 1]; None
+        (the step is skipped) for a non-finite loss with ``nonfinite='skip'``."""
         lq, gt = batch["lq"], batch["gt"]
         loss = self.diffusion_loss(lq, gt, self._prompts(batch, lq.shape[0]))
+        if not self.check_losses({"loss_v": loss}):
+            return None
         self.log("train/loss_v", loss.detach(), prog_bar=True)
         return loss
 
@@ -237,6 +247,11 @@ class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
         lr_g, lr_d, betas: Adam settings of decoder and discriminator.
         decode_chunk: frames per decoder call in training (match the sampler's ``vae_chunk``, 3).
         sample_posterior: encode with a posterior sample rather than the mean.
+        nonfinite, max_nonfinite_skips: a NaN / Inf loss or gradient stops training (``'stop'``, one line naming
+            the step and the loss term) or skips that optimizer's update (``'skip'``, counted; training stops after
+            ``max_nonfinite_skips``): :class:`zoo.systems.base.VSRSystem`.
+        grad_clip_norm: clip each optimizer's gradients (decoder and D separately) to this L2 norm before its step
+            (None: none). Manual optimisation: ``trainer.gradient_clip_val`` is refused by Lightning, this replaces it.
         sampling, scale, evaluation: as :class:`UpscaleAVideo`.
 
     Raises:
@@ -268,10 +283,14 @@ class UpscaleAVideoVAEFinetune(_UpscaleAVideoCommon):
         decode_chunk: int = 3,
         sample_posterior: bool = True,
         sampling: SamplingOptions | None = None,
+        nonfinite: Literal["stop", "skip"] = "stop",
+        max_nonfinite_skips: int = 100,
+        grad_clip_norm: float | None = None,
         scale: int = 4,
         evaluation: EvalOptions | None = None,
     ) -> None:
-        super().__init__(scale=scale, evaluation=evaluation)
+        super().__init__(scale=scale, evaluation=evaluation, nonfinite=nonfinite,
+                         max_nonfinite_skips=max_nonfinite_skips, grad_clip_norm=grad_clip_norm)
         self.save_hyperparameters(ignore=["discriminator"])
         self.automatic_optimization = False
         if decode_chunk < 1:

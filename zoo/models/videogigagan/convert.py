@@ -85,7 +85,7 @@ def load_videogigagan(path: str | Path, **overrides: object) -> nn.Module:
     """
     use_ema = bool(overrides.pop("use_ema", True))
     source = str(path)
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, family="videogigagan")
     if is_lightning_checkpoint(ckpt):
         recorded = net_kwargs_from_hparams(ckpt, VideoGigaGANNet, source=source)
         state = lightning_generator_state(ckpt, use_ema=use_ema)

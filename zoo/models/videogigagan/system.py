@@ -27,7 +27,7 @@ streams through :func:`zoo.inference.upscale_video`, which gives each chunk its 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from einops import rearrange
@@ -112,6 +112,11 @@ class VideoGigaGAN(VSRSystem):
         whole_clip_propagation: in validation/test/predict with ``evaluation.chunk_frames`` set (and no tiling),
             propagate over the whole clip before chunking (:func:`upscale_with_whole_clip_propagation`); False gives
             each chunk its own propagation, like ``vsrzoo upscale``.
+        nonfinite, max_nonfinite_skips: a NaN / Inf loss or gradient stops training (``'stop'``, one line naming
+            the step and the loss term) or skips that optimizer's update (``'skip'``, counted; training stops after
+            ``max_nonfinite_skips``): :class:`zoo.systems.base.VSRSystem`.
+        grad_clip_norm: clip each optimizer's gradients (G and D separately) to this L2 norm before its step (None:
+            none). Manual optimisation: ``trainer.gradient_clip_val`` is refused by Lightning, this is its equivalent.
         scale, evaluation: see :class:`zoo.systems.base.VSRSystem`.
 
     Raises:
@@ -139,10 +144,14 @@ class VideoGigaGAN(VSRSystem):
         betas: tuple[float, float] = (0.0, 0.99),
         ema_decay: float | None = 0.999,
         whole_clip_propagation: bool = True,
+        nonfinite: Literal["stop", "skip"] = "stop",
+        max_nonfinite_skips: int = 100,
+        grad_clip_norm: float | None = None,
         scale: int = 4,
         evaluation: EvalOptions | None = None,
     ) -> None:
-        super().__init__(scale=scale, evaluation=evaluation)
+        super().__init__(scale=scale, evaluation=evaluation, nonfinite=nonfinite,
+                         max_nonfinite_skips=max_nonfinite_skips, grad_clip_norm=grad_clip_norm)
         if min(charbonnier_weight, lpips_weight, gan_weight, r1_weight) < 0:
             raise ConfigError(f"loss weights must be >= 0; got charbonnier {charbonnier_weight}, lpips {lpips_weight}, "
                               f"gan {gan_weight}, r1 {r1_weight}")
@@ -293,14 +302,12 @@ class VideoGigaGAN(VSRSystem):
             logits_fake = self.net_d(sr.detach())
             loss_d_real = self.gan_loss(logits_real, True, is_disc=True)
             loss_d_fake = self.gan_loss(logits_fake, False, is_disc=True)
-            loss_d = loss_d_real + loss_d_fake
+            terms_d = {"d_real": loss_d_real, "d_fake": loss_d_fake}
             if apply_r1:
                 r1 = self._r1_penalty(logits_real, real)
-                loss_d = loss_d + hp.r1_weight / 2 * r1 * hp.r1_interval
+                terms_d["r1"] = hp.r1_weight / 2 * r1 * hp.r1_interval
                 logged["r1"] = r1.detach()
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(loss_d)
-            opt_d.step()
+            self.guarded_update(opt_d, terms_d)  # checks the terms and gradients (nonfinite), clips, steps
             self._d_steps += 1
             logged["d_real"] = loss_d_real.detach()
             logged["d_fake"] = loss_d_fake.detach()
@@ -315,7 +322,9 @@ class VideoGigaGAN(VSRSystem):
         checkpoint["videogigagan_d_steps"] = self._d_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the discriminator step counter."""
+        """Check the family (:meth:`zoo.systems.base.VSRSystem.on_load_checkpoint`), restore the discriminator step
+        counter (and, in the base class, the random states)."""
+        super().on_load_checkpoint(checkpoint)
         self._d_steps = int(checkpoint.get("videogigagan_d_steps", 0))
 
     # ------------------------------------------------------------------ optimisers
