@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import os
 import signal
 import sys
 import threading
@@ -390,45 +389,13 @@ def _check_upscale_numbers(args: argparse.Namespace, spec, chunk_frames: int | N
                           f"{tile}{origin(args.tile)}")
 
 
-def _check_output_folder(folder: Path) -> None:
-    """Refuse an output folder that cannot be created: a file on its path, or no write permission."""
-    from zoo.errors import InputError
-
-    existing = folder.absolute()
-    while not existing.exists() and existing != existing.parent:
-        if existing.is_symlink():
-            raise InputError(f"cannot create the output folder {folder}: {existing} is a broken link")
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"cannot create the output folder {folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write into {existing} (permission denied); choose another output path")
-
-
 def _check_output(source: Path, output: Path, as_frames: bool) -> None:
     """Refuse an output that would overwrite its input or cannot be written, before anything is loaded."""
-    import re
+    from zoo.data.video_io import check_output_path, output_format
 
-    from zoo.errors import InputError
-
-    resolved, protected = output.resolve(), source.resolve()
-    if resolved == protected or (as_frames and resolved in protected.parents):
-        link = f" ({output} is a link to {resolved})" if output.is_symlink() else ""
-        raise InputError(f"output path {output} would overwrite the input {source}{link}; "
-                         "choose another output path")
-    if not as_frames and output.is_dir():
-        raise InputError(f"output path {output} is a folder; give a file name such as {output / 'out.mp4'} "
-                         "(or --frames to write PNG frames into it)")
-    if as_frames and output.exists() and not output.is_dir():
-        raise InputError(f"output path {output} is a file; --frames writes a folder of PNG frames")
     if not as_frames:
-        from zoo.data.video_io import output_format
-
         output_format(output)  # .mp4 / .m4v / .mov / .mkv; another suffix is refused before any work
-    if as_frames and output.is_dir() and not all(re.fullmatch(r"\d{8}\.png", p.name) for p in output.iterdir()):
-        raise InputError(f"output folder {output} exists and holds other files than numbered PNG frames; "
-                         "choose another output path or empty it")
-    _check_output_folder(output.parent)
+    check_output_path(output, as_frames=as_frames, protected=(source,), create_folder=True)
 
 
 def _batch_inputs(args: argparse.Namespace) -> list[tuple[Path, Path]] | None:
@@ -439,7 +406,7 @@ def _batch_inputs(args: argparse.Namespace) -> list[tuple[Path, Path]] | None:
             that would overwrite an input.
         ConfigError: two inputs whose outputs would have the same name.
     """
-    from zoo.data.video_io import VIDEO_EXTENSIONS, list_clips
+    from zoo.data.video_io import VIDEO_EXTENSIONS, check_output_folder, list_clips
     from zoo.errors import ConfigError, InputError
 
     source = Path(args.input).expanduser()
@@ -472,7 +439,7 @@ def _batch_inputs(args: argparse.Namespace) -> list[tuple[Path, Path]] | None:
     if not out_dir.exists() and out_dir.suffix.lower() in VIDEO_EXTENSIONS:
         raise InputError(f"{source} is a batch of {len(inputs)} inputs, so -o is an output folder (one output per "
                          f"input), not a video file name like {out_dir.name}")
-    _check_output_folder(out_dir)
+    check_output_folder(out_dir, create=True)
     items: list[tuple[Path, Path]] = []
     by_output: dict[Path, Path] = {}
     for path in inputs:

@@ -242,12 +242,6 @@ def work_folder(output_path: str | Path) -> Path:
     return out.parent / f".{out.name}.work"
 
 
-def _frame_to_uint8(frame: torch.Tensor) -> np.ndarray:
-    """``(3, h, w)`` float -> ``(h, w, 3)`` uint8 RGB, clamped to [0, 1] and rounded (as VideoWriter does)."""
-    array = (frame.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
-    return rearrange(array, "c h w -> h w c").numpy()
-
-
 def _input_stamp(source) -> dict:  # noqa: ANN001 - VideoSource
     """What identifies the input's content cheaply: path, and size + mtime of the file or of every frame file."""
     if source.is_folder:
@@ -588,6 +582,8 @@ def _stream_chunks(run: Callable[..., torch.Tensor], source, writer, work: _Work
                    pending: dict[int, tuple[torch.Tensor, torch.Tensor]] | None, *, scale: int, tile: int | None,
                    tile_overlap: int, device: torch.device, progress: bool) -> None:
     """The chunk loop of :func:`upscale_video`: from the start, or (``pending`` given) after ``work.done`` chunks."""
+    from zoo.data.video_io import to_uint8_frame
+
     blender = _TemporalBlender(plan)
     first_chunk, written = 0, 0
     bar = tqdm(total=num_frames, unit="frame", desc=f"upscaling {source.path.name}", disable=not progress)
@@ -618,7 +614,7 @@ def _stream_chunks(run: Callable[..., torch.Tensor], source, writer, work: _Work
                                 first_frame=start)
             del lq
             for frame_index, frame in blender.add(index, sr):
-                array = _frame_to_uint8(frame[0])
+                array = to_uint8_frame(frame[0])
                 writer.write(array)
                 if work is not None:
                     work.add_frame(frame_index, array)

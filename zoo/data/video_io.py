@@ -86,11 +86,14 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoSource",
     "VideoWriter",
+    "check_output_folder",
+    "check_output_path",
     "clean_stale_partials",
     "list_clips",
     "list_frame_files",
     "natural_sort_key",
     "open_video",
+    "to_uint8_frame",
     "output_format",
 ]
 
@@ -690,6 +693,82 @@ def output_format(path: str | Path) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
+def to_uint8_frame(frame: torch.Tensor) -> np.ndarray:
+    """A float ``(3, h, w)`` RGB frame in [0, 1] as what :class:`VideoWriter` stores: ``(h, w, 3)`` uint8, clamped to
+    [0, 1] and rounded (``round(255 v)``), on the CPU."""
+    array = (frame.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
+    return rearrange(array, "c h w -> h w c").numpy()
+
+
+def check_output_folder(folder: str | Path, *, create: bool = False) -> None:
+    """Refuse an output folder that cannot be written: a file (or a broken link) on its path, a folder that does
+    not exist (unless ``create``: the caller creates it), or one without write permission.
+
+    Raises:
+        InputError: one line naming the folder and the problem.
+    """
+    folder = Path(folder).expanduser().absolute()
+    if not folder.is_dir():
+        existing = next((p for p in folder.parents if p.exists() or p.is_symlink()), None)
+        if existing is not None and existing.is_symlink() and not existing.exists():
+            raise InputError(f"cannot create the output folder {folder}: {existing} is a broken link")
+        if folder.exists() or (existing is not None and not existing.is_dir()):
+            blocker = folder if folder.exists() else existing
+            raise InputError(f"cannot write into {folder}: {blocker} is a file, not a folder")
+        if not create:
+            raise InputError(f"output folder does not exist: {folder}")
+        folder = existing if existing is not None else folder
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write into {folder} (permission denied); choose another output path")
+
+
+def check_output_path(path: str | Path, *, as_frames: bool = False, protected: tuple = (),
+                      create_folder: bool = False) -> Path:
+    """Refuse an output path that cannot be written or would destroy something, before any work.
+
+    Refused: an output that is, or links to (symbolic or hard link), one of ``protected`` (or, with ``as_frames``,
+    a folder above one); a video output that is an existing folder; a frames output that is an existing file or a
+    folder holding anything but numbered PNG frames (``00000000.png``: an earlier output); a FIFO, device or
+    socket; an output folder that does not exist (with ``create_folder``: that cannot be created, because a file
+    or a broken link is on its path, or is not writable: :func:`check_output_folder`).
+
+    Args:
+        path: the output file (video) or folder (``as_frames``).
+        as_frames: the output is a folder of PNG frames.
+        protected: paths that must not be overwritten (the input, an audio source); None entries are skipped.
+        create_folder: the output's folder may still be missing (the caller creates it).
+
+    Returns:
+        ``path`` resolved.
+
+    Raises:
+        InputError: one line naming the path and the problem.
+    """
+    path = Path(path).expanduser()
+    out = path.resolve()
+    for source in protected:
+        if source is None:
+            continue
+        source = Path(source).expanduser().resolve()
+        if out == source or (as_frames and out in source.parents) or _same_file(out, source):
+            link = f" ({path} is a link to {out})" if path.is_symlink() else ""
+            raise InputError(f"output path {path} would overwrite the input {source}{link}; "
+                             "choose another output path")
+    check_output_folder(out.parent, create=create_folder)
+    if as_frames and out.exists() and not out.is_dir():
+        raise InputError(f"output path {path} is a file; PNG frames are written into a folder")
+    if as_frames and out.is_dir() and not all(re.fullmatch(r"\d{8}\.png", p.name) for p in out.iterdir()):
+        raise InputError(f"output folder {out} exists and holds other files than numbered PNG frames; "
+                         "choose another output path or empty it")
+    if not as_frames and out.is_dir():
+        raise InputError(f"output path {path} is a folder; give a file name such as {path / 'out.mp4'} "
+                         "(or write PNG frames into it)")
+    if out.exists() and not (out.is_file() or out.is_dir()):
+        raise InputError(f"output path {out} is not a regular file (a FIFO, a device or a socket); "
+                         "choose another output path")
+    return out
+
+
 class VideoWriter:
     """Write frames to an H.264 mp4 / mov / mkv (with the audio and subtitles of a source video) or PNG frames.
 
@@ -747,24 +826,7 @@ class VideoWriter:
         if not 0 <= self.crf <= 51:
             raise InputError(f"crf must be in [0, 51], got {crf}")
         self._format = None if as_frames else output_format(self.path)
-        out = self.path.resolve()
-        for protected in (input_path, audio_from):
-            if protected is None:
-                continue
-            protected = Path(protected).expanduser().resolve()
-            if out == protected or (as_frames and out in protected.parents) or _same_file(out, protected):
-                raise InputError(f"output path {self.path} would overwrite the input {protected}; "
-                                 "choose another output path")
-        self._check_folder(out.parent)
-        if as_frames and out.exists() and not self._is_replaceable_frames_dir(out):
-            raise InputError(f"output folder {out} exists and holds other files than numbered PNG frames; "
-                             "choose another output path or empty it")
-        if not as_frames and out.is_dir():
-            raise InputError(f"output path {out} is a folder; give a file name such as out.mp4 "
-                             "(or use as_frames=True)")
-        if out.exists() and not (out.is_file() or out.is_dir()):
-            raise InputError(f"output path {out} is not a regular file (a FIFO, a device or a socket); "
-                             "choose another output path")
+        out = check_output_path(self.path, as_frames=as_frames, protected=(input_path, audio_from))
         clean_stale_partials(out)
         self._tmp = out.parent / (_partial_name(out.name, os.getpid(), uuid.uuid4().hex[:8])
                                   + ("" if as_frames else out.suffix))
@@ -780,21 +842,6 @@ class VideoWriter:
                 self._tmp.mkdir()
             except OSError as err:
                 raise InputError(f"cannot write to the output folder {out.parent}: {err.strerror or err}") from err
-
-    @staticmethod
-    def _check_folder(folder: Path) -> None:
-        if folder.is_dir():
-            return
-        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-        if existing is not None and not existing.is_dir():
-            raise InputError(f"cannot write into {folder}: {existing} is a file, not a folder")
-        raise InputError(f"output folder does not exist: {folder}")
-
-    @staticmethod
-    def _is_replaceable_frames_dir(folder: Path) -> bool:
-        if not folder.is_dir():
-            return False
-        return all(re.fullmatch(r"\d{8}\.png", p.name) for p in folder.iterdir())
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -831,8 +878,7 @@ class VideoWriter:
                 return
             if frame.ndim != 3 or frame.shape[0] != 3:
                 raise InputError(f"expected a (3, h, w) or (t, 3, h, w) tensor, got shape {tuple(frame.shape)}")
-            array = (frame.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
-            frame = rearrange(array, "c h w -> h w c").numpy()
+            frame = to_uint8_frame(frame)
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise InputError("expected an np.uint8 (h, w, 3) RGB frame or a float tensor (3, h, w); got "
                              f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}")
