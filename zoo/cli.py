@@ -225,6 +225,10 @@ def _upscale_parser() -> argparse.ArgumentParser:
                    "without --resume starts again and removes it)")
     p.add_argument("--overwrite", action="store_true",
                    help="batch: upscale inputs whose output already exists again (default: skip them)")
+    p.add_argument("--stats", default=None, metavar="FILE.json",
+                   help="also write what each input took, as JSON: frames, seconds, the time split of decoding / "
+                   "the network / encoding, the precision used and, on CUDA, the peak GPU memory (written "
+                   "atomically when the run ends, also after a failed batch input)")
     flags = _sampling_flags()
     if flags:
         g = p.add_argument_group("diffusion sampling (defaults: each family's own)")
@@ -511,6 +515,8 @@ def _upscale(args: argparse.Namespace, state: _UpscaleRun) -> int:
     def notify(message: str) -> None:
         print(message, file=sys.stderr)
 
+    summaries: list[dict] = []
+
     def one(source: Path, output: Path) -> str:
         state.current = output
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -520,6 +526,9 @@ def _upscale(args: argparse.Namespace, state: _UpscaleRun) -> int:
             as_frames=args.frames, progress=not args.no_progress, max_frames=args.max_frames,
             checkpoint=not args.random_weights, resume=args.resume, run_info=run_info, notify=notify,
             scene_split=args.scene_split, scene_threshold=args.scene_threshold)
+        summaries.append({"input": str(source), **summary})
+        if args.stats is not None:
+            _write_stats(Path(args.stats).expanduser(), summaries)
         w, h = summary["size"]
         resumed = summary["resumed_chunks"]
         note = f" (resumed after {resumed} of {summary['chunks']} chunks)" if resumed else ""
@@ -551,6 +560,15 @@ def _upscale(args: argparse.Namespace, state: _UpscaleRun) -> int:
     print(f"batch: {state.written} written, {skipped} skipped (exist), {failed} failed, of {len(batch)} inputs "
           f"-> {Path(args.output).expanduser()}")
     return 1 if failed else 0
+
+
+def _write_stats(path: Path, summaries: list[dict]) -> None:
+    """``vsrzoo upscale --stats``: ``{"inputs": [upscale_video's summary + "input", ...]}``, written atomically."""
+    import json
+
+    from zoo.fileio import write_atomic
+
+    write_atomic(path, json.dumps({"inputs": summaries}, indent=1, default=str).encode())
 
 
 def upscale_main(argv: Sequence[str]) -> int:

@@ -489,7 +489,7 @@ def upscale_video(
         ``{'frames': int (written), 'fps': float, 'size': (width, height) of the output, 'seconds': float wall time,
         'output': str, 'resumed_chunks': int (chunks taken from the work folder), 'chunks': int, 'scenes':
         {'split': bool, 'cuts': [first frame of each new shot], 'shots': int, 'seconds': float (the detection
-        pass)}}``.
+        pass)}, 'peak_gpu_mib': float (CUDA: ``torch.cuda.max_memory_allocated`` during this call, MiB) or None}``.
 
     Raises:
         InputError: unreadable input, output would overwrite the input, output folder missing, a work folder in
@@ -509,6 +509,8 @@ def upscale_video(
 
     notify = notify or (lambda message: None)
     device = resolve_device(device)
+    if device.type == "cuda":  # the peak of this run alone (summary's peak_gpu_mib)
+        torch.cuda.reset_peak_memory_stats(device)
     run = _net_runner(net, device, dtype)
     source = open_video(input_path)
     check_input = getattr(net, "check_input_size", None)
@@ -574,6 +576,7 @@ def upscale_video(
         "resumed_chunks": resumed,
         "chunks": len(plan),
         "scenes": scenes,
+        "peak_gpu_mib": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None),
     }
 
 
