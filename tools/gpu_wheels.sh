@@ -4,8 +4,7 @@
 # reach a package index. Versions come from constraints.txt; packages that ship only a source archive
 # (basicsr-fixed, antlr4-python3-runtime) are built into pure-Python wheels here.
 #   bash tools/gpu_wheels.sh          # then, on the GPU machine, from the project root:
-#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-#   PYTHONPATH=/tmp/site:$PWD python3 benchmarks/gpu_suite.py --device cuda
+#   bash tools/run_gpu_suite.sh       # installs .whl/*.whl into /tmp/site and runs benchmarks/gpu_suite.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -28,4 +27,6 @@ done
 for name in $SOURCE; do
   "$PY" -m pip wheel -q --no-deps -w .whl "$(pin "$name")"
 done
+# the commit the wheels go with (the device machine gets the working tree without .git)
+git rev-parse --short HEAD > .whl/COMMIT 2>/dev/null || true
 du -sh .whl
