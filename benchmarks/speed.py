@@ -29,8 +29,9 @@ Families (``--families``):
   measured by ``benchmarks/upscale_a_video_sampling.py``.
 
 Options that matter for speed are measured, not guessed: ``--dtypes fp32,bf16,fp16`` (autocast), ``--compile``
-(``torch.compile`` of each top-level submodule: compiling the whole recurrent net would unroll its loop over
-frames), ``--channels-last`` (weights in channels-last memory format) and ``--chunks`` (frames per chunk).
+(``torch.compile`` of each top-level submodule, or the parts a net declares, never the recurrence:
+:func:`zoo.inference.compile_network`, as ``vsrzoo upscale --compile``), ``--channels-last`` (2-D convolution
+weights in channels-last memory format: :func:`zoo.inference.to_channels_last`) and ``--chunks`` (frames per chunk).
 
 Examples::
 
@@ -109,6 +110,12 @@ def _build(family: str):  # noqa: ANN202 - returns (module, forward callable, pa
                 self.inner = inner
                 del inner.cleaning
 
+            def compile_targets(self) -> list[str]:
+                """The inner net's parts (compiling ``inner`` whole would unroll its recurrence)."""
+                from zoo.inference import compile_targets
+
+                return [f"inner.{name}" for name in compile_targets(self.inner)]
+
             def forward(self, lq: torch.Tensor) -> torch.Tensor:
                 return self.inner._propagate(lq)
 
@@ -155,18 +162,17 @@ def worker(spec: dict) -> dict:
     import torch
 
     from zoo.diffusion.tiles import plan_windows
+    from zoo.inference import compile_network, to_channels_last
 
     device = torch.device(spec["device"])
     cuda = device.type == "cuda"
     module, forward, counted = _build(spec["family"])
     params_m = sum(p.numel() for p in counted.parameters()) / 1e6
     module = module.to(device).eval()
-    if spec["channels_last"]:
-        module = module.to(memory_format=torch.channels_last)
+    if spec["channels_last"]:  # the same preparation as vsrzoo upscale --channels-last / --compile
+        to_channels_last(module)
     if spec["compile"]:
-        for name, child in list(module.named_children()):
-            if any(True for _ in child.parameters()):
-                setattr(module, name, torch.compile(child))
+        compile_network(module, "default")
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec["dtype"])
 
     def run(lq: torch.Tensor) -> torch.Tensor:

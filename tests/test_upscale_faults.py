@@ -353,6 +353,7 @@ REFUSALS = {
     "cuda_3_missing": (["--device", "cuda:3"], "cuda:3"),
     "not_a_device": (["--device", "gpu7"], "not a device"),
     "fp16_on_cpu": (["--device", "cpu", "--dtype", "fp16"], "fp16"),
+    "compile_unknown_mode": (["--compile", "fastest"], "compile mode must be one of"),
     "resume_random_weights": (["--resume"], "--resume continues a run with --weights"),
 }
 

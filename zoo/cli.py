@@ -201,7 +201,15 @@ def _upscale_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-overlap", type=int, default=None,
                    help="LQ pixels shared by neighbouring tiles; default: the family's")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="inference precision")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="inference precision: auto (default) = bf16 autocast on CUDA (within the tolerance of fp32 "
+                   "the README states), fp32 on CPU; fp32 to opt out; fp16 on CUDA only")
+    p.add_argument("--channels-last", action="store_true",
+                   help="store the network's 2-D convolution weights channels-last (often faster on GPUs)")
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="torch.compile the network's parts (never its recurrence or sampling loop); MODE: default "
+                   "(when given without one), reduce-overhead, max-autotune, max-autotune-no-cudagraphs. The first "
+                   "chunk pays the compilation")
     p.add_argument("--max-frames", type=int, default=None, help="only upscale the first N frames (quick previews)")
     p.add_argument("--no-scene-split", dest="scene_split", action="store_false",
                    help="do not look for scene cuts (by default the video is split at its hard cuts, found in one extra "
@@ -466,7 +474,7 @@ def _upscale(args: argparse.Namespace, state: _UpscaleRun) -> int:
     """The work of `vsrzoo upscale`: every cheap check, then the model, then each input. Returns the exit status."""
     from zoo.errors import ConfigError, InputError
     from zoo.hub import family, load_pretrained
-    from zoo.inference import check_precision, resolve_device, upscale_video
+    from zoo.inference import check_compile_mode, resolve_device, resolve_precision, upscale_video
     from zoo.scenes import describe
 
     spec = family(args.model)
@@ -491,7 +499,8 @@ def _upscale(args: argparse.Namespace, state: _UpscaleRun) -> int:
     _check_upscale_numbers(args, spec, chunk_frames, overlap, tile, tile_overlap)
     tile = None if tile == 0 else tile
     device = resolve_device(args.device)
-    check_precision(device, args.dtype)
+    dtype = resolve_precision(device, args.dtype)
+    check_compile_mode(args.compile)
 
     batch = _batch_inputs(args)
     if batch is None:
@@ -522,8 +531,9 @@ def _upscale(args: argparse.Namespace, state: _UpscaleRun) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         summary = upscale_video(
             net, source, output, scale=getattr(net, "scale", 4), chunk_frames=chunk_frames, overlap=overlap,
-            tile=tile, tile_overlap=tile_overlap if tile is not None else 0, device=device, dtype=args.dtype,
-            as_frames=args.frames, progress=not args.no_progress, max_frames=args.max_frames,
+            tile=tile, tile_overlap=tile_overlap if tile is not None else 0, device=device, dtype=dtype,
+            channels_last=args.channels_last, compile_mode=args.compile, as_frames=args.frames,
+            progress=not args.no_progress, max_frames=args.max_frames,
             checkpoint=not args.random_weights, resume=args.resume, run_info=run_info, notify=notify,
             scene_split=args.scene_split, scene_threshold=args.scene_threshold)
         summaries.append({"input": str(source), **summary})
@@ -533,7 +543,7 @@ def _upscale(args: argparse.Namespace, state: _UpscaleRun) -> int:
         resumed = summary["resumed_chunks"]
         note = f" (resumed after {resumed} of {summary['chunks']} chunks)" if resumed else ""
         return (f"wrote {summary['output']}: {summary['frames']} frames, {w}x{h}, {summary['fps']:.3f} fps "
-                f"in {summary['seconds']:.1f} s{note}\n{describe(summary['scenes'])}")
+                f"in {summary['seconds']:.1f} s, {summary['dtype']}{note}\n{describe(summary['scenes'])}")
 
     if batch is None:
         print(one(Path(args.input).expanduser(), Path(args.output).expanduser()))

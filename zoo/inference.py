@@ -29,6 +29,11 @@ diffusion window or cross-fade spans a cut (``scene_split=False`` turns this off
 
 Upscalers that draw random numbers per chunk (the diffusion samplers) declare ``takes_first_frame = True`` and are
 called ``fn(chunk, first_frame=i)``, ``i`` the chunk's first frame in the video, so each chunk gets its own noise.
+
+Precision and fast paths (:func:`prepare_network`, issue 15): ``dtype='auto'`` runs bf16 autocast on CUDA and fp32
+elsewhere (:func:`resolve_precision`); ``channels_last`` stores the 2-D convolution weights channels-last
+(:func:`to_channels_last`); ``compile_mode`` compiles the net's parts, never its recurrence or sampling loop
+(:func:`compile_network`).
 """
 from __future__ import annotations
 
@@ -54,11 +59,15 @@ from zoo.errors import ConfigError, InputError, ZooError, cause_chain
 from zoo.fileio import pid_alive, write_atomic
 from zoo.scenes import DEFAULT_THRESHOLD, check_threshold, plan_chunks, plan_video_chunks
 
-__all__ = ["DTYPES", "check_precision", "resolve_device", "takes_first_frame", "upscale_tensor",
-           "upscale_video", "work_folder"]
+__all__ = ["COMPILE_MODES", "DTYPES", "check_compile_mode", "check_precision", "compile_network", "compile_targets",
+           "prepare_network", "resolve_device", "resolve_precision", "takes_first_frame", "to_channels_last",
+           "upscale_tensor", "upscale_video", "work_folder"]
 
-#: ``dtype`` names accepted by :func:`upscale_video`.
+#: ``dtype`` names accepted by :func:`upscale_video` and :func:`resolve_precision` (``'auto'`` resolves to one of these).
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+#: ``torch.compile`` modes accepted by :func:`prepare_network` (``vsrzoo upscale --compile MODE``).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _check_options(scale: int, chunk_frames: int | None, overlap: int, tile: int | None, tile_overlap: int) -> None:
@@ -208,21 +217,185 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def check_precision(device: torch.device, dtype: str) -> None:
     """Refuse a ``dtype`` name that is unknown or (fp16) unusable on ``device``, before any work.
 
+    ``'auto'`` is accepted (:func:`resolve_precision` turns it into a name of :data:`DTYPES`).
+
     Raises:
         ConfigError: naming the dtype and what to use instead.
     """
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if dtype != "auto" and dtype not in DTYPES:
+        raise ConfigError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
     if dtype == "fp16" and device.type != "cuda":
         raise ConfigError("dtype='fp16' needs a CUDA device (half-precision convolutions on CPU are slow or "
                           "unsupported); on CPU use dtype='bf16' or 'fp32'")
 
 
-def _net_runner(net: nn.Module, device: torch.device, dtype: str) -> Callable[..., torch.Tensor]:
-    """Wrap ``net`` (moved to ``device``, eval mode) for ``dtype``: fp32 as is, fp16/bf16 under autocast."""
-    device = resolve_device(device)
+def resolve_precision(device: str | torch.device, dtype: str) -> str:
+    """The precision a run uses: ``dtype``, with ``'auto'`` resolved for ``device``, checked before any work.
+
+    ``'auto'`` is ``'bf16'`` (``torch.autocast`` to bfloat16) on a CUDA device and ``'fp32'`` on the CPU and MPS. The
+    bf16 default rests on a measured tolerance: on a crop of the real sample clip every family's bf16 output stays
+    within 40 dB PSNR of its fp32 output (uint8 RGB; ``benchmarks/precision.py``, recorded in
+    ``benchmarks/results/precision_<device>.md``). ``'fp32'`` opts out.
+
+    Args:
+        device: the device the net runs on (a resolved device: ``'auto'`` is not looked up here, see
+            :func:`resolve_device`).
+        dtype: ``'auto'``, ``'fp32'``, ``'bf16'`` or ``'fp16'`` (CUDA only).
+
+    Returns:
+        A key of :data:`DTYPES`.
+
+    Raises:
+        ConfigError: unknown ``dtype``, or fp16 on a device other than CUDA (:func:`check_precision`).
+    """
+    device = torch.device(device)
     check_precision(device, dtype)
+    if dtype == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return dtype
+
+
+def check_compile_mode(compile_mode: str | None) -> None:
+    """Refuse a ``torch.compile`` mode other than None and :data:`COMPILE_MODES`, before any work.
+
+    Raises:
+        ConfigError: naming the mode and the accepted ones.
+    """
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
+
+
+def to_channels_last(net: nn.Module) -> int:
+    """Store ``net``'s 4-D parameters and buffers (2-D convolution weights) in channels-last memory format, in place.
+
+    Other tensors are left as they are: ``Module.to(memory_format=torch.channels_last)`` raises on the 5-D weights of
+    the diffusion UNets' 3-D convolutions. Values, shapes and ``state_dict`` keys are unchanged; only the strides
+    differ. Inputs stay ``(b, t, c, h, w)`` contiguous: a convolution whose weight is channels-last returns
+    channels-last output, so the layout spreads through the net from its weights (PyTorch's memory-format
+    propagation), and the tensors the net returns are the same values in possibly other strides.
+
+    Returns:
+        The number of tensors converted.
+    """
+    converted = 0
+
+    def convert(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal converted
+        if tensor.ndim != 4:
+            return tensor
+        converted += 1
+        return tensor.contiguous(memory_format=torch.channels_last)
+
+    net._apply(convert)  # what Module.to applies, to every parameter and buffer, with the 4-D test of our own
+    return converted
+
+
+_CONTAINERS = (nn.ModuleList, nn.ModuleDict)
+
+
+def compile_targets(net: nn.Module) -> list[str]:
+    """The submodules (dotted names) of ``net`` that :func:`compile_network` compiles.
+
+    A net names them with a ``compile_targets()`` method (e.g. the per-frame parts inside a recurrent propagation, or
+    a sampler's UNet). Otherwise: every top-level child holding parameters, a ``ModuleList`` / ``ModuleDict`` child
+    standing for its items (a container has no ``forward`` of its own). The net itself is never compiled whole:
+    compiling a recurrent net would unroll its loop over frames into one graph (long compilation, one graph per clip
+    length), and a sampler's loop calls its networks many times.
+
+    Raises:
+        ConfigError: a declared name that is not a submodule of ``net``.
+    """
+    declared = getattr(net, "compile_targets", None)
+    if callable(declared):
+        names = list(declared())
+        for name in names:
+            try:
+                net.get_submodule(name)
+            except AttributeError as err:
+                raise ConfigError(f"{type(net).__name__}.compile_targets() names {name!r}, which is not one of its "
+                                  "submodules") from err
+        return names
+    names = []
+    for name, child in net.named_children():
+        if not any(True for _ in child.parameters()):
+            continue
+        if isinstance(child, _CONTAINERS):
+            names += [f"{name}.{item}" for item, sub in child.named_children() if any(True for _ in sub.parameters())]
+        else:
+            names.append(name)
+    return names
+
+
+def compile_network(net: nn.Module, mode: str = "default") -> list[str]:
+    """``torch.compile`` the ``forward`` of each of :func:`compile_targets` ``(net)``, in place.
+
+    Each target's ``forward`` becomes ``torch.compile(forward, mode=mode, dynamic=None)`` (an instance attribute):
+    ``state_dict`` keys and the module tree are unchanged, and dynamo keeps the compiled code per module class
+    (``torch.compile(module)`` or ``module.compile()`` of many modules all compile ``Module.__call__``, one code
+    object, and reach dynamo's recompile limit of 8 after as many different modules, falling back to eager). Compilation is lazy: the first call of each shape pays it (the warm-up:
+    tens of seconds on a CPU, more with ``max-autotune``); later calls with the same shapes reuse it, and with
+    ``dynamic=None`` a second shape makes dynamo compile a shape-generic graph. Compiling again with the same mode
+    does nothing; with another mode it recompiles from the eager ``forward``.
+
+    Args:
+        net: the network (its targets are changed in place).
+        mode: one of :data:`COMPILE_MODES` (``torch.compile``'s ``mode``). ``'reduce-overhead'`` records CUDA
+            graphs, whose outputs are overwritten by the next call: a recurrent net that keeps them may fail there;
+            ``'max-autotune-no-cudagraphs'`` avoids that.
+
+    Returns:
+        The compiled targets' names.
+
+    Raises:
+        ConfigError: an unknown mode, or a bad declared target.
+    """
+    check_compile_mode(mode)
+    names = compile_targets(net)
+    for name in names:
+        module = net.get_submodule(name)
+        if module.__dict__.get("_zoo_compile_mode") == mode:
+            continue
+        eager = module.__dict__.get("_zoo_eager_forward", module.forward)
+        module.__dict__["_zoo_eager_forward"] = eager
+        module.__dict__["forward"] = torch.compile(eager, mode=mode, dynamic=None)
+        module.__dict__["_zoo_compile_mode"] = mode
+    return names
+
+
+def prepare_network(net: nn.Module, device: str | torch.device, *, dtype: str = "fp32", channels_last: bool = False,
+                    compile_mode: str | None = None) -> Callable[..., torch.Tensor]:
+    """Get ``net`` ready to upscale on ``device``: moved there, eval mode, and the fast paths asked for.
+
+    In order: ``net.to(device).eval()``; with ``channels_last`` its 4-D weights in channels-last format
+    (:func:`to_channels_last`); with ``compile_mode`` its parts compiled (:func:`compile_network`: the first chunk
+    pays the compilation, later chunks of the same shape reuse it); and the returned callable runs it under
+    ``torch.autocast(dtype)`` for bf16/fp16 (precision-sensitive ops stay fp32; the diffusion samplers decode their
+    VAE outside autocast). ``net`` itself is changed in place (device, layout, compiled forwards; ``compile_mode``
+    None leaves parts compiled by an earlier call as they are).
+
+    Args:
+        net: maps ``(b, t, 3, h, w)`` float [0, 1] to ``(b, t, 3, scale h, scale w)``.
+        device: where it runs (``'auto'`` allowed: :func:`resolve_device`).
+        dtype: ``'auto'`` (bf16 on CUDA, fp32 elsewhere: :func:`resolve_precision`), ``'fp32'``, ``'bf16'``,
+            ``'fp16'`` (CUDA only).
+        channels_last: store 2-D convolution weights channels-last (inputs stay ``(b, t, c, h, w)``).
+        compile_mode: None (eager) or one of :data:`COMPILE_MODES`.
+
+    Returns:
+        ``run(lq, **kwargs) -> sr``: ``net`` itself for fp32, else a wrapper under autocast; it keeps
+        :func:`takes_first_frame` of ``net``.
+
+    Raises:
+        ConfigError: a device this machine lacks, an unknown dtype or compile mode, fp16 off CUDA.
+    """
+    device = resolve_device(device)
+    dtype = resolve_precision(device, dtype)
+    check_compile_mode(compile_mode)
     net = net.to(device).eval()
+    if channels_last:
+        to_channels_last(net)
+    if compile_mode is not None:
+        compile_network(net, compile_mode)
     if dtype == "fp32":
         return net
     amp_dtype = DTYPES[dtype]
@@ -278,8 +451,9 @@ class _WorkFolder:
     Layout of ``.<output name>.work/``, every file written atomically (temporary name, fsync, rename):
 
     * ``manifest.json``: ``format``, ``key`` (everything the frames depend on: input stamp, scale, chunk and tile
-      options, dtype, device, the net's fingerprint and the caller's ``run_info``), ``num_frames``, the chunk
-      ``plan``, ``done`` (chunks finished), ``final_frames`` (frames no later chunk changes) and ``pending``;
+      options, the resolved dtype (so ``'auto'`` on CUDA and ``'bf16'`` continue each other), channels_last, compile
+      mode, device, the net's fingerprint and the caller's ``run_info``), ``num_frames``, the chunk ``plan``,
+      ``done`` (chunks finished), ``final_frames`` (frames no later chunk changes) and ``pending``;
     * ``frames/%08d.png``: the final uint8 frames, exactly as given to the writer (lossless);
     * ``pending-%06d.pt``: the blend accumulators ``{frame: (acc (b, 3, H, W) float32, weight_sum (1,))}`` of the
       frames the next chunk still cross-fades into (``torch.save``), so that a continuation blends bit-exactly;
@@ -424,7 +598,9 @@ def upscale_video(
     tile: int | None = None,
     tile_overlap: int = 32,
     device: str | torch.device = "cpu",
-    dtype: str = "fp32",
+    dtype: str = "auto",
+    channels_last: bool = False,
+    compile_mode: str | None = None,
     as_frames: bool = False,
     progress: bool = True,
     max_frames: int | None = None,
@@ -470,9 +646,15 @@ def upscale_video(
         tile: spatial tile size in input pixels, or None.
         tile_overlap: input pixels shared by neighbouring tiles (used only with ``tile``).
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'auto'``, ...
-        dtype: ``'fp32'``; ``'bf16'`` (CUDA or CPU) or ``'fp16'`` (CUDA only) run the net under
-            ``torch.autocast`` (precision-sensitive ops stay fp32). ``'fp16'`` on CPU raises instead of silently
-            falling back.
+        dtype: ``'auto'`` (default): bf16 on CUDA, fp32 on the CPU and MPS (:func:`resolve_precision`, whose
+            docstring gives the measured bf16 tolerance); ``'fp32'``; ``'bf16'`` (CUDA or CPU) or ``'fp16'`` (CUDA
+            only) run the net under ``torch.autocast`` (precision-sensitive ops stay fp32). ``'fp16'`` on CPU raises
+            instead of silently falling back.
+        channels_last: store the net's 2-D convolution weights channels-last (:func:`to_channels_last`; often
+            faster on GPUs with tensor cores). Frames stay ``(b, t, c, h, w)``.
+        compile_mode: ``torch.compile`` the net's parts with this mode (:data:`COMPILE_MODES`,
+            :func:`compile_network`); None: eager. The first chunk (and the first tile of each size) pays the
+            compilation, later chunks of the same shape reuse it.
         as_frames: write PNG frames instead of an mp4.
         progress: show a tqdm bar over written frames.
         max_frames: upscale only the first ``max_frames`` frames (quick previews; the audio is cut to match).
@@ -489,14 +671,15 @@ def upscale_video(
         ``{'frames': int (written), 'fps': float, 'size': (width, height) of the output, 'seconds': float wall time,
         'output': str, 'resumed_chunks': int (chunks taken from the work folder), 'chunks': int, 'scenes':
         {'split': bool, 'cuts': [first frame of each new shot], 'shots': int, 'seconds': float (the detection
-        pass)}, 'peak_gpu_mib': float (CUDA: ``torch.cuda.max_memory_allocated`` during this call, MiB) or None}``.
+        pass)}, 'dtype': str (the precision used, ``'auto'`` resolved), 'peak_gpu_mib': float (CUDA:
+        ``torch.cuda.max_memory_allocated`` during this call, MiB) or None}``.
 
     Raises:
         InputError: unreadable input, output would overwrite the input, output folder missing, a work folder in
             use by a live process or damaged.
-        ConfigError: bad chunk/tile options, unknown ``dtype``, fp16 on CPU, CUDA unavailable, a net whose
-            output is not ``scale`` times its input, ``resume`` without ``checkpoint``, or a work folder written
-            with other settings (named).
+        ConfigError: bad chunk/tile options, unknown ``dtype`` or ``compile_mode``, fp16 on CPU, CUDA unavailable,
+            a net whose output is not ``scale`` times its input, ``resume`` without ``checkpoint``, or a work folder
+            written with other settings (named).
     """
     started = time.perf_counter()
     _check_options(scale, chunk_frames, overlap, tile, tile_overlap)
@@ -511,7 +694,8 @@ def upscale_video(
     device = resolve_device(device)
     if device.type == "cuda":  # the peak of this run alone (summary's peak_gpu_mib)
         torch.cuda.reset_peak_memory_stats(device)
-    run = _net_runner(net, device, dtype)
+    dtype = resolve_precision(device, dtype)
+    run = prepare_network(net, device, dtype=dtype, channels_last=channels_last, compile_mode=compile_mode)
     source = open_video(input_path)
     check_input = getattr(net, "check_input_size", None)
     if callable(check_input):  # e.g. frames too small for an upscaler's flow network: refuse before any work
@@ -521,7 +705,7 @@ def upscale_video(
     if checkpoint:
         key = {"input": _input_stamp(source), "scale": scale, "chunk_frames": chunk_frames, "overlap": overlap,
                "tile": tile, "tile_overlap": tile_overlap if tile is not None else 0, "dtype": dtype,
-               "device": str(device), "max_frames": max_frames, "net": _net_fingerprint(net),
+               "channels_last": bool(channels_last), "compile_mode": compile_mode, "device": str(device), "max_frames": max_frames, "net": _net_fingerprint(net),
                "scene_split": bool(scene_split), "scene_threshold": float(scene_threshold),
                "run": run_info or {}}
         work = _WorkFolder(work_folder(output_path), key)
@@ -576,6 +760,7 @@ def upscale_video(
         "resumed_chunks": resumed,
         "chunks": len(plan),
         "scenes": scenes,
+        "dtype": dtype,
         "peak_gpu_mib": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None),
     }
 

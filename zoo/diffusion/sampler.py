@@ -347,6 +347,12 @@ class SamplerUpscaler(nn.Module):
         self.options = options
         self.scale = pipeline.scale
 
+    def compile_targets(self) -> tuple[str, ...]:
+        """What :func:`zoo.inference.compile_network` compiles: the denoising UNet, called once per step, window and
+        tile at the same shapes (the sampling loop stays eager; the VAE is called through ``decode``/``encode``,
+        not ``forward``, so compiling it would change nothing)."""
+        return ("pipeline.unet",)
+
     def forward(self, lq: torch.Tensor, first_frame: int = 0) -> torch.Tensor:
         from dataclasses import asdict
 
