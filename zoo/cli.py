@@ -218,6 +218,9 @@ def _upscale_parser() -> argparse.ArgumentParser:
         "YAML (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--no-pipeline", dest="pipelined", action="store_false",
+                   help="decode, upscale and encode one after another in one thread (by default decoding and "
+                   "encoding run in background threads alongside the network; for comparison and debugging)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run (Ctrl-C, kill, crash, full disk) on the same output from its last "
                    "finished chunk; needs the same input and settings. While a run goes on, its finished chunks are "
@@ -519,12 +522,15 @@ def _upscale(args: argparse.Namespace, state: _UpscaleRun) -> int:
             tile=tile, tile_overlap=tile_overlap if tile is not None else 0, device=device, dtype=args.dtype,
             as_frames=args.frames, progress=not args.no_progress, max_frames=args.max_frames,
             checkpoint=not args.random_weights, resume=args.resume, run_info=run_info, notify=notify,
-            scene_split=args.scene_split, scene_threshold=args.scene_threshold)
+            scene_split=args.scene_split, scene_threshold=args.scene_threshold, pipelined=args.pipelined)
         w, h = summary["size"]
         resumed = summary["resumed_chunks"]
         note = f" (resumed after {resumed} of {summary['chunks']} chunks)" if resumed else ""
+        timing = summary["timing"]
+        split = (f" (compute {timing['compute_s']:.1f} s, decode {timing['decode_s']:.1f} s, encode "
+                 f"{timing['encode_s']:.1f} s, {'overlapped' if summary['pipelined'] else 'one after another'})")
         return (f"wrote {summary['output']}: {summary['frames']} frames, {w}x{h}, {summary['fps']:.3f} fps "
-                f"in {summary['seconds']:.1f} s{note}\n{describe(summary['scenes'])}")
+                f"in {summary['seconds']:.1f} s{split}{note}\n{describe(summary['scenes'])}")
 
     if batch is None:
         print(one(Path(args.input).expanduser(), Path(args.output).expanduser()))
