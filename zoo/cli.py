@@ -12,7 +12,8 @@ is linked to the model's ``scale``. ``vsrzoo`` offers the same four subcommands 
   ``--variant tiny``) instead of ``--weights`` runs random networks end to end. Every cheap check (options in
   range, device, output path) comes before the model is loaded. Ctrl-C / SIGTERM remove the temporary output and
   print one line (exit 130 / 143); a full disk prints one line (exit 1); finished chunks are kept next to the output
-  so that ``--resume`` continues an interrupted run (:func:`zoo.inference.upscale_video`). INPUT may also be a batch:
+  so that ``--resume`` continues an interrupted run (:func:`zoo.inference.upscale_video`). Decoding and encoding run
+  in background threads alongside the network (``--no-pipeline``: one after another). INPUT may also be a batch:
   a folder of videos and/or clip folders, or a ``.txt`` list; OUTPUT is then a folder, existing outputs are skipped
   (``--overwrite`` redoes them) and a failing input does not stop the others (exit 1 if one failed).
 * ``vsrzoo compare INPUT -o compare.mp4 --model bicubic --model realesrgan:x4plus ...``: several models on the same
