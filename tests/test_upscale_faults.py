@@ -117,6 +117,17 @@ def _wait_held(proc: subprocess.Popen, ready: Path) -> None:
         time.sleep(0.02)
 
 
+def _settled(read, expected, seconds: float = 60):  # noqa: ANN001, ANN202
+    """``read()`` once it equals ``expected`` (or at the deadline): the encode thread of the pipelined path writes a
+    finished chunk's frames and commit while the next chunk runs, so they land just after the hold point."""
+    deadline = time.monotonic() + seconds
+    value = read()
+    while value != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+        value = read()
+    return value
+
+
 def _file_size_limit() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing
     resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
@@ -176,7 +187,7 @@ def test_ctrl_c_mid_run_leaves_no_output_and_one_line(runs, reference) -> None:
     proc, folder = runs["SIGINT"]
     _wait_held(proc, folder.parent / f"{folder.name}.ready")
     partial = list(folder.glob(f".sr.partial-{proc.pid}-*"))
-    assert len(partial) == 1 and len(list(partial[0].iterdir())) == 2  # frames 0, 1: final after chunk 0
+    assert len(partial) == 1 and _settled(lambda: len(list(partial[0].iterdir())), 2) == 2  # 0, 1: final after chunk 0
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130
@@ -218,7 +229,9 @@ def test_resume_after_sigkill_cleans_the_stale_partial_and_equals_an_uninterrupt
     args = [str(clip), "-o", str(out), "--frames", "--weights", str(weights), *CHUNKS, "--device", "cpu",
             "--no-progress"]
     partials = list(tmp_path.glob(f".sr.partial-{proc.pid}-*"))
-    assert len(partials) == 1 and partials[0].is_dir() and len(list(partials[0].iterdir())) == 4  # chunks 0, 1
+    assert len(partials) == 1 and partials[0].is_dir()
+    assert _settled(lambda: len(list(partials[0].iterdir())), 4) == 4  # chunks 0, 1
+    _settled(lambda: json.loads((work_folder(out) / "manifest.json").read_text())["done"], 2)
     manifest = json.loads((work_folder(out) / "manifest.json").read_text())
     assert manifest["done"] == 2 and manifest["final_frames"] == 4 and len(manifest["plan"]) == CHUNK_COUNT
     proc.kill()

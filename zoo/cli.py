@@ -12,7 +12,8 @@ is linked to the model's ``scale``. ``vsrzoo`` offers the same four subcommands 
   ``--variant tiny``) instead of ``--weights`` runs random networks end to end. Every cheap check (options in
   range, device, output path) comes before the model is loaded. Ctrl-C / SIGTERM remove the temporary output and
   print one line (exit 130 / 143); a full disk prints one line (exit 1); finished chunks are kept next to the output
-  so that ``--resume`` continues an interrupted run (:func:`zoo.inference.upscale_video`). INPUT may also be a batch:
+  so that ``--resume`` continues an interrupted run (:func:`zoo.inference.upscale_video`). Decoding and encoding run
+  in background threads alongside the network (``--no-pipeline``: one after another). INPUT may also be a batch:
   a folder of videos and/or clip folders, or a ``.txt`` list; OUTPUT is then a folder, existing outputs are skipped
   (``--overwrite`` redoes them) and a failing input does not stop the others (exit 1 if one failed).
 * ``vsrzoo compare INPUT -o compare.mp4 --model bicubic --model realesrgan:x4plus ...``: several models on the same
@@ -226,6 +227,9 @@ def _upscale_parser() -> argparse.ArgumentParser:
         "YAML (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--no-pipeline", dest="pipelined", action="store_false",
+                   help="decode, upscale and encode one after another in one thread (by default decoding and "
+                   "encoding run in background threads alongside the network; for comparison and debugging)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run (Ctrl-C, kill, crash, full disk) on the same output from its last "
                    "finished chunk; needs the same input and settings. While a run goes on, its finished chunks are "
@@ -535,15 +539,18 @@ def _upscale(args: argparse.Namespace, state: _UpscaleRun) -> int:
             channels_last=args.channels_last, compile_mode=args.compile, as_frames=args.frames,
             progress=not args.no_progress, max_frames=args.max_frames,
             checkpoint=not args.random_weights, resume=args.resume, run_info=run_info, notify=notify,
-            scene_split=args.scene_split, scene_threshold=args.scene_threshold)
+            scene_split=args.scene_split, scene_threshold=args.scene_threshold, pipelined=args.pipelined)
         summaries.append({"input": str(source), **summary})
         if args.stats is not None:
             _write_stats(Path(args.stats).expanduser(), summaries)
         w, h = summary["size"]
         resumed = summary["resumed_chunks"]
         note = f" (resumed after {resumed} of {summary['chunks']} chunks)" if resumed else ""
+        timing = summary["timing"]
+        split = (f" (compute {timing['compute_s']:.1f} s, decode {timing['decode_s']:.1f} s, encode "
+                 f"{timing['encode_s']:.1f} s, {'overlapped' if summary['pipelined'] else 'one after another'})")
         return (f"wrote {summary['output']}: {summary['frames']} frames, {w}x{h}, {summary['fps']:.3f} fps "
-                f"in {summary['seconds']:.1f} s, {summary['dtype']}{note}\n{describe(summary['scenes'])}")
+                f"in {summary['seconds']:.1f} s, {summary['dtype']}{split}{note}\n{describe(summary['scenes'])}")
 
     if batch is None:
         print(one(Path(args.input).expanduser(), Path(args.output).expanduser()))

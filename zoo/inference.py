@@ -34,6 +34,19 @@ Precision and fast paths (:func:`prepare_network`, issue 15): ``dtype='auto'`` r
 elsewhere (:func:`resolve_precision`); ``channels_last`` stores the 2-D convolution weights channels-last
 (:func:`to_channels_last`); ``compile_mode`` compiles the net's parts, never its recurrence or sampling loop
 (:func:`compile_network`).
+
+Pipeline. :func:`upscale_video` runs three stages at once, so that decoding and H.264 encoding do not leave the
+accelerator idle: a decode thread (``VideoSource.iter_frames``) fills a queue of at most one chunk of uint8 frames;
+the main thread builds each chunk, runs the network and the cross-fades, and puts the final frames into an encode
+queue of at most one chunk of frames (plus one commit); an encode thread writes them (x264 or PNG, the work folder's
+PNGs, then the chunk's commit, in that order). Memory stays flat in the video's length (:func:`queue_sizes`). On
+CUDA the chunk's uint8 frames are stacked into pinned memory and copied ``non_blocking`` (converted to float on the
+device); the network's output stays on the device, where it is blended and rounded to uint8
+(:func:`zoo.data.video_io.to_uint8_frames`, the writer's own rounding), and the uint8 frames are copied
+``non_blocking`` into pinned memory, completed by one ``torch.cuda.Event`` per chunk. An error in either thread
+reaches the caller as the same exception object; on any exception (Ctrl-C included) both threads are stopped and
+joined before it leaves :func:`upscale_video`. On the CPU the stages compute exactly what the sequential path
+(``pipelined=False``) does, frame for frame.
 """
 from __future__ import annotations
 
@@ -42,7 +55,9 @@ import hashlib
 import io
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -59,9 +74,10 @@ from zoo.errors import ConfigError, InputError, ZooError, cause_chain
 from zoo.fileio import pid_alive, write_atomic
 from zoo.scenes import DEFAULT_THRESHOLD, check_threshold, plan_chunks, plan_video_chunks
 
-__all__ = ["COMPILE_MODES", "DTYPES", "check_compile_mode", "check_precision", "compile_network", "compile_targets",
-           "prepare_network", "resolve_device", "resolve_precision", "takes_first_frame", "to_channels_last",
-           "upscale_tensor", "upscale_video", "work_folder"]
+__all__ = ["COMPILE_MODES", "DECODE_QUEUE_CHUNKS", "DTYPES", "ENCODE_QUEUE_CHUNKS", "check_compile_mode",
+           "check_precision", "compile_network", "compile_targets", "prepare_network", "queue_sizes", "resolve_device",
+           "resolve_precision", "takes_first_frame", "to_channels_last", "upscale_tensor", "upscale_video",
+           "work_folder"]
 
 #: ``dtype`` names accepted by :func:`upscale_video` and :func:`resolve_precision` (``'auto'`` resolves to one of these).
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -94,9 +110,10 @@ class _TemporalBlender:
         self.pending: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def add(self, index: int, out: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
-        """Blend chunk ``index``'s output ``(b, n, 3, H, W)``; yield ``(frame index, (b, 3, H, W))`` now final."""
+        """Blend chunk ``index``'s output ``(b, n, 3, H, W)`` on its device; yield ``(frame index, (b, 3, H, W))``
+        now final."""
         start, end = self.plan[index]
-        weights = window_weights(self.plan, index)
+        weights = window_weights(self.plan, index).to(out.device)
         for i in range(end - start):
             frame, weight = out[:, i], weights[i : i + 1]
             if start + i in self.pending:
@@ -120,11 +137,13 @@ def _run_tiled(
     device: torch.device,
     dtype: torch.dtype,
     first_frame: int,
+    out_device: torch.device,
 ) -> torch.Tensor:
-    """``fn`` over spatial tiles of one chunk ``(b, n, 3, h, w)``; returns ``(b, n, 3, sh, sw)`` CPU float32."""
+    """``fn`` over spatial tiles of one chunk ``(b, n, 3, h, w)``; returns ``(b, n, 3, sh, sw)`` float32 on
+    ``out_device``."""
     kwargs = {"first_frame": first_frame} if takes_first_frame(fn) else {}
     return run_over_tiles(fn, lq, scale=scale, tile=tile, tile_overlap=tile_overlap, device=device, dtype=dtype,
-                          out_channels=lq.shape[2], **kwargs)
+                          out_channels=lq.shape[2], out_device=out_device, **kwargs)
 
 
 @torch.no_grad()
@@ -141,6 +160,7 @@ def upscale_tensor(
     dtype: torch.dtype = torch.float32,
     first_frame: int = 0,
     cuts: Sequence[int] = (),
+    out_device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Apply a video SR function in overlapping temporal chunks and spatial tiles, blended without seams.
 
@@ -159,9 +179,11 @@ def upscale_tensor(
         first_frame: index of ``lq``'s first frame in the whole video (for ``fn`` that take it).
         cuts: scene cuts (indices in ``lq`` of the first frame of each new shot, e.g. from
             :func:`zoo.scenes.detect_cuts`): no chunk crosses one (:func:`zoo.scenes.plan_chunks`).
+        out_device: where the outputs are blended and returned (default the CPU; :func:`upscale_video` keeps them
+            on ``device``).
 
     Returns:
-        ``(b, t, 3, scale h, scale w)`` CPU float32, not clamped.
+        ``(b, t, 3, scale h, scale w)`` float32 on ``out_device``, not clamped.
 
     Raises:
         InputError: ``lq`` is not a 5-D float tensor.
@@ -172,15 +194,16 @@ def upscale_tensor(
         shape = tuple(lq.shape) if isinstance(lq, torch.Tensor) else type(lq).__name__
         raise InputError(f"lq must be a float video tensor (b, t, c, h, w) in [0, 1], got {shape}")
     _check_options(scale, chunk_frames, overlap, tile, tile_overlap)
-    device = torch.device(device)
+    device, out_device = torch.device(device), torch.device(out_device)
     b, t, c, h, w = lq.shape
     plan = plan_chunks(t, cuts, chunk_frames, overlap)
     if len(plan) == 1:
-        return _run_tiled(fn, lq, scale, tile, tile_overlap, device, dtype, first_frame)
-    sr = torch.empty(b, t, c, h * scale, w * scale)
+        return _run_tiled(fn, lq, scale, tile, tile_overlap, device, dtype, first_frame, out_device)
+    sr = torch.empty(b, t, c, h * scale, w * scale, device=out_device)
     blender = _TemporalBlender(plan)
     for index, (start, end) in enumerate(plan):
-        out = _run_tiled(fn, lq[:, start:end], scale, tile, tile_overlap, device, dtype, first_frame + start)
+        out = _run_tiled(fn, lq[:, start:end], scale, tile, tile_overlap, device, dtype, first_frame + start,
+                         out_device)
         for frame_index, frame in blender.add(index, out):
             sr[:, frame_index] = frame
     return sr
@@ -610,6 +633,7 @@ def upscale_video(
     resume: bool = False,
     run_info: dict | None = None,
     notify: Callable[[str], None] | None = None,
+    pipelined: bool = True,
 ) -> dict:
     """Upscale a video file or frame folder with a network, streaming, and write the result.
 
@@ -619,6 +643,14 @@ def upscale_video(
     :class:`zoo.data.video_io.VideoWriter` as soon as no later chunk covers them. Peak memory depends on
     ``chunk_frames`` and ``tile``, not on the video's length. The chunks are planned shot by shot
     (:func:`zoo.scenes.plan_video_chunks`: no chunk crosses a scene cut).
+
+    Pipelined (the default): decoding runs in a background thread up to one chunk ahead, encoding in another up to
+    one chunk behind (bounded queues, :func:`queue_sizes`), the network in the calling thread; on CUDA the uint8
+    frames go to and from the device through pinned memory with ``non_blocking`` copies, and blending and rounding
+    run on the device (module docstring). The output is the same frame for frame as with ``pipelined=False``
+    (everything in the calling thread, one step after another). On any exception (an interruption included) both
+    threads are stopped and joined before it propagates; the frames and commits already queued for the work folder
+    are still written there (not into the output), so every chunk computed before an interruption can be resumed.
 
     Output: H.264 video in the container the suffix names (``.mp4``/``.m4v``, ``.mov``, ``.mkv``;
     :func:`zoo.data.video_io.output_format`) at the source's exact frame rate, with every audio track and the
@@ -666,13 +698,32 @@ def upscale_video(
         run_info: JSON-able settings that identify the network beyond its parameters (e.g. family, variant,
             loader options), stored in the manifest and compared on ``resume``.
         notify: called with one-line notices (an earlier work folder removed or continued); default: ignored.
+        pipelined: overlap decoding, network and encoding in three threads (False: one after another in this one).
 
     Returns:
         ``{'frames': int (written), 'fps': float, 'size': (width, height) of the output, 'seconds': float wall time,
         'output': str, 'resumed_chunks': int (chunks taken from the work folder), 'chunks': int, 'scenes':
         {'split': bool, 'cuts': [first frame of each new shot], 'shots': int, 'seconds': float (the detection
         pass)}, 'dtype': str (the precision used, ``'auto'`` resolved), 'peak_gpu_mib': float (CUDA:
-        ``torch.cuda.max_memory_allocated`` during this call, MiB) or None}``.
+        ``torch.cuda.max_memory_allocated`` during this call, MiB) or None, 'pipelined': bool, 'timing': {...}}``.
+        ``timing``, seconds, says which stage bounds the run:
+
+        * ``decode_s``: decoding the frames (the decode thread's busy time; pipelined: alongside the network);
+        * ``encode_s``: writing them: H.264 or PNG encoding, the work folder's PNGs and commits (the encode thread's
+          busy time), plus the final flush of the output (``VideoWriter.close``, after the last chunk);
+        * ``compute_s``: the calling thread's time per chunk from its frames being there to its output frames being
+          ready for the writer: uint8 to float, the network, tiles and cross-fades, rounding, copies to the host. On
+          CUDA it includes waiting for the GPU (one ``event.synchronize()`` per chunk);
+        * ``wait_decode_s``: the calling thread blocked waiting for decoded frames (decoding too slow; 0 when not
+          pipelined);
+        * ``wait_encode_s``: the calling thread blocked on a full encode queue (encoding too slow; 0 when not
+          pipelined);
+        * ``scene_s``: the scene cut detection pass (0 when resumed or without ``scene_split``, about 0);
+        * ``wall_s``: the whole call (``seconds``).
+
+        The calling thread's parts (``compute_s + wait_decode_s + wait_encode_s + scene_s``, and without pipelining
+        also ``decode_s + encode_s``) add up to at most ``wall_s``; the rest is setup, counting the frames of a video
+        with ``max_frames``, and re-reading the kept frames of a resumed run.
 
     Raises:
         InputError: unreadable input, output would overwrite the input, output folder missing, a work folder in
@@ -724,6 +775,7 @@ def upscale_video(
     writer = VideoWriter(output_path, fps=source.fps_fraction, audio_from=audio_from, as_frames=as_frames,
                          input_path=source.path)
     resumed = work.done if pending is not None else 0
+    scene_s = 0.0
     try:
         with writer:
             if pending is not None:
@@ -735,12 +787,14 @@ def upscale_video(
                     num_frames = min(source.num_frames, max_frames or source.num_frames)
                 else:
                     num_frames = sum(1 for _ in source.iter_frames(0, max_frames))
+                scene_started = time.perf_counter()
                 plan, scenes = plan_video_chunks(source, num_frames, chunk_frames, overlap, scene_split=scene_split,
                                                  threshold=scene_threshold, progress=progress)
+                scene_s = time.perf_counter() - scene_started
                 if work is not None:
                     work.start(num_frames, plan, scenes)
-            _stream_chunks(run, source, writer, work, plan, num_frames, pending, scale=scale, tile=tile,
-                           tile_overlap=tile_overlap, device=device, progress=progress)
+            timing = _stream_chunks(run, source, writer, work, plan, num_frames, pending, scale=scale, tile=tile,
+                                    tile_overlap=tile_overlap, device=device, progress=progress, pipelined=pipelined)
     except ZooError as err:
         if work is not None and not _has_os_error(err):
             work.remove()  # bad input or options: nothing to resume
@@ -751,63 +805,390 @@ def upscale_video(
         raise
     if work is not None:
         work.remove()
+    seconds = time.perf_counter() - started
     return {
         "frames": num_frames,
         "fps": source.fps,
         "size": (source.width * scale, source.height * scale),
-        "seconds": time.perf_counter() - started,
+        "seconds": seconds,
         "output": str(Path(output_path)),
         "resumed_chunks": resumed,
         "chunks": len(plan),
         "scenes": scenes,
         "dtype": dtype,
         "peak_gpu_mib": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None),
+        "pipelined": bool(pipelined),
+        "timing": {**timing, "scene_s": scene_s, "wall_s": seconds},
     }
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+#: The decode queue holds at most this many chunks' worth (the plan's longest chunk) of decoded input frames.
+DECODE_QUEUE_CHUNKS = 1
+#: The encode queue holds at most this many chunks' worth of output frames, plus one commit item per chunk.
+ENCODE_QUEUE_CHUNKS = 1
+_POLL_S = 0.1  # seconds between checks of a stop request while a thread or the main thread waits on a queue
+_END = object()  # the last item of a queue
+
+
+def queue_sizes(plan: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The bounds (items) of the decode and encode queues of :func:`upscale_video` for a chunk ``plan``:
+    ``DECODE_QUEUE_CHUNKS * n`` frames and ``ENCODE_QUEUE_CHUNKS * (n + 1)`` frames and commits, ``n`` the longest
+    chunk's length (so pipelining keeps memory flat in the video's length)."""
+    longest = max(end - start for start, end in plan)
+    return DECODE_QUEUE_CHUNKS * longest, ENCODE_QUEUE_CHUNKS * (longest + 1)
+
+
+class _Failed:
+    """An exception raised in a pipeline thread, carried to the main thread (re-raised there as the same object)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _join(thread: threading.Thread | None, stop: threading.Event) -> None:
+    """Wait (interruptibly) until ``thread`` has ended; an interruption while waiting only sets ``stop``."""
+    while thread is not None and thread.is_alive():
+        try:
+            thread.join(_POLL_S)
+        except BaseException:  # noqa: BLE001 - a second Ctrl-C during clean-up: stop sooner, still wait
+            stop.set()
+
+
+class _Decoder:
+    """Frames ``start <= i < stop`` of ``source`` in order, decoded in the calling (main) thread.
+
+    ``busy_s``: seconds spent decoding; ``main_s``: seconds the main thread spent in :meth:`get`.
+    """
+
+    def __init__(self, source, start: int, stop: int, maxsize: int) -> None:  # noqa: ANN001 - VideoSource
+        self.source, self.start, self.stop = source, start, stop
+        self.busy_s = self.main_s = 0.0
+        self.frames: Iterator[np.ndarray] | None = None
+
+    def begin(self) -> None:
+        self.frames = self.source.iter_frames(self.start, self.stop)
+
+    def get(self) -> np.ndarray | None:
+        """The next frame ``(h, w, 3)`` uint8 RGB, or None after the last; raises what the decoder raised."""
+        started = time.perf_counter()
+        try:
+            return next(self.frames, None)
+        finally:
+            self.busy_s += time.perf_counter() - started
+            self.main_s += time.perf_counter() - started
+
+    def close(self) -> None:
+        if self.frames is not None:
+            self.frames.close()
+
+
+class _PrefetchDecoder(_Decoder):
+    """:class:`_Decoder` in a background thread that runs ahead through a queue of at most ``maxsize`` frames.
+
+    The thread iterates (and at the end closes) the ``iter_frames`` generator; an exception there reaches the main
+    thread's :meth:`get` as the same object. :meth:`close` stops the thread early and waits for it. ``busy_s``: the
+    thread's decoding time; ``main_s``: the main thread's time blocked in :meth:`get` (waiting for frames).
+    """
+
+    def __init__(self, source, start: int, stop: int, maxsize: int) -> None:  # noqa: ANN001 - VideoSource
+        super().__init__(source, start, stop, maxsize)
+        self.queue: queue.Queue = queue.Queue(maxsize)
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def begin(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="vsrzoo-decode", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self.stop_event.is_set():
+            try:
+                self.queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            frames = self.source.iter_frames(self.start, self.stop)
+            try:
+                while True:
+                    started = time.perf_counter()
+                    frame = next(frames, _END)
+                    self.busy_s += time.perf_counter() - started
+                    if not self._put(frame) or frame is _END:
+                        return
+            finally:
+                frames.close()  # by the thread that ran it (a video's container is closed here)
+        except BaseException as err:  # noqa: BLE001 - forwarded to the main thread
+            self._put(_Failed(err))
+
+    def get(self) -> np.ndarray | None:
+        started = time.perf_counter()
+        try:
+            while True:
+                try:
+                    item = self.queue.get(timeout=_POLL_S)
+                    break
+                except queue.Empty:
+                    if not self.thread.is_alive() and self.queue.empty():
+                        raise RuntimeError("the decode thread ended without a result") from None
+        finally:
+            self.main_s += time.perf_counter() - started
+        if isinstance(item, _Failed):
+            raise item.error
+        return None if item is _END else item
+
+    def close(self) -> None:
+        self.stop_event.set()
+        _join(self.thread, self.stop_event)
+
+
+class _Encoder:
+    """Writes what the chunk loop produces, in order, in the calling (main) thread.
+
+    Items: ``('frame', index, frame, event, keep)``: ``frame`` ``(h, w, 3)`` uint8 RGB (an ndarray, or a pinned CPU
+    tensor filled by a ``non_blocking`` copy that ``event``, a ``torch.cuda.Event``, completes) goes to the writer
+    and, with ``keep``, into the work folder; ``('commit', done, final_frames, pending, event)``: the work folder's
+    :meth:`_WorkFolder.commit` (``pending`` a snapshot no later chunk changes). A commit comes after the frames it
+    covers, so the manifest only names frames already on disk. ``busy_s``: seconds spent writing (H.264 or PNG,
+    work folder, commits, the final flush); ``main_s``: seconds the main thread spent in :meth:`put`.
+    """
+
+    def __init__(self, writer, work: _WorkFolder | None, maxsize: int) -> None:  # noqa: ANN001 - VideoWriter
+        self.writer, self.work = writer, work
+        self.busy_s = self.main_s = 0.0
+        self.salvage = threading.Event()  # after a failure: only what the work folder keeps (the output is dropped)
+
+    def begin(self) -> None:
+        pass
+
+    def _handle(self, item: tuple) -> None:
+        started = time.perf_counter()
+        try:
+            kind, *rest = item
+            event = rest[-1] if kind == "commit" else rest[2]
+            if event is not None:
+                event.synchronize()
+            if kind == "frame":
+                index, frame, _, keep = rest
+                frame = frame.numpy() if isinstance(frame, torch.Tensor) else frame
+                if not self.salvage.is_set():
+                    self.writer.write(frame)
+                if keep and self.work is not None:
+                    self.work.add_frame(index, frame)
+            else:
+                done, final_frames, pending, _ = rest
+                self.work.commit(done, final_frames, pending)
+        finally:
+            self.busy_s += time.perf_counter() - started
+
+    def put(self, item: tuple) -> None:
+        """Write ``item`` (see the class docstring); raises what writing it raised."""
+        started = time.perf_counter()
+        try:
+            self._handle(item)
+        finally:
+            self.main_s += time.perf_counter() - started
+
+    def finish(self) -> None:
+        """After the last item: finish the output (:meth:`VideoWriter.close`); raises what writing raised."""
+        started = time.perf_counter()
+        try:
+            self.writer.close()
+        finally:
+            self.busy_s += time.perf_counter() - started
+
+    def abandon(self) -> None:
+        """After a failure in the main thread: stop (the output is discarded by the caller)."""
+
+
+class _ThreadedEncoder(_Encoder):
+    """:class:`_Encoder` in a background thread fed through a queue of at most ``maxsize`` items.
+
+    An exception of the thread (e.g. :class:`zoo.errors.InputError` from a full disk) is kept and raised in the main
+    thread, as the same object, by its next :meth:`put` or by :meth:`finish`. :meth:`abandon` (a failure in the main
+    thread) waits for the thread to end: without a work folder it drops the queued items; with one it still keeps
+    the queued frames and commits there (not in the output), so that every chunk finished before the failure can be
+    resumed, as in the sequential path. ``busy_s``: the thread's writing time plus the final flush (main thread);
+    ``main_s``: the main thread's time blocked in :meth:`put` (the queue full).
+    """
+
+    def __init__(self, writer, work: _WorkFolder | None, maxsize: int) -> None:  # noqa: ANN001 - VideoWriter
+        super().__init__(writer, work, maxsize)
+        self.queue: queue.Queue = queue.Queue(maxsize)
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def begin(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="vsrzoo-encode", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                item = self.queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            try:
+                self._handle(item)
+            except BaseException as err:  # noqa: BLE001 - raised again in the main thread
+                self.error = err
+                return
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if not self.thread.is_alive():
+            raise RuntimeError("the encode thread ended early")
+
+    def put(self, item: object) -> None:
+        started = time.perf_counter()
+        try:
+            while True:
+                if self.error is not None or not self.thread.is_alive():
+                    self._raise_error()
+                try:
+                    self.queue.put(item, timeout=_POLL_S)
+                    return
+                except queue.Full:
+                    continue
+        finally:
+            self.main_s += time.perf_counter() - started
+
+    def finish(self) -> None:
+        self.put(_END)
+        _join(self.thread, self.stop_event)
+        if self.error is not None:
+            raise self.error
+        super().finish()
+
+    def abandon(self) -> None:
+        if self.work is None:
+            self.stop_event.set()
+        else:
+            self.salvage.set()
+            while self.thread.is_alive() and not self.stop_event.is_set():
+                try:
+                    self.queue.put(_END, timeout=_POLL_S)
+                    break
+                except queue.Full:
+                    continue
+                except BaseException:  # noqa: BLE001 - a second Ctrl-C: drop the rest
+                    self.stop_event.set()
+        _join(self.thread, self.stop_event)
+
+
+def _chunk_to_device(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """``t`` uint8 ``(h, w, 3)`` RGB frames as ``(1, t, 3, h, w)`` float32 in [0, 1] on ``device``.
+
+    The uint8 frames cross to the device (a quarter of the float bytes): on CUDA stacked into pinned memory and
+    copied ``non_blocking``; the conversion to float runs there.
+    """
+    if device.type == "cuda":
+        first = frames[0]
+        stacked = torch.empty((len(frames), *first.shape), dtype=torch.uint8, pin_memory=True)
+        np.stack(frames, out=stacked.numpy())
+        stacked = stacked.to(device, non_blocking=True)
+    else:
+        stacked = torch.from_numpy(np.stack(frames)).to(device)
+    return rearrange(stacked, "t h w c -> 1 t c h w").float() / 255.0
+
+
+def _to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of ``tensor`` that later work on its device cannot change; from CUDA into pinned memory with a
+    ``non_blocking`` copy (valid once an event recorded after it has completed)."""
+    if tensor.device.type == "cuda":
+        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        host.copy_(tensor, non_blocking=True)
+        return host
+    return tensor.detach().to("cpu", copy=True)
+
+
+def _frame_to_host(frame: torch.Tensor) -> np.ndarray | torch.Tensor:
+    """A blended ``(3, H, W)`` float frame as the writer's ``(H, W, 3)`` uint8, rounded on the frame's device
+    (:func:`zoo.data.video_io.to_uint8_frames`): an ndarray, or from CUDA a pinned tensor filled ``non_blocking``."""
+    from zoo.data.video_io import to_uint8_frame, to_uint8_frames
+
+    if frame.device.type == "cuda":
+        return _to_host(to_uint8_frames(frame).contiguous())
+    return to_uint8_frame(frame)
 
 
 def _stream_chunks(run: Callable[..., torch.Tensor], source, writer, work: _WorkFolder | None,  # noqa: ANN001
                    plan: list[tuple[int, int]], num_frames: int,
                    pending: dict[int, tuple[torch.Tensor, torch.Tensor]] | None, *, scale: int, tile: int | None,
-                   tile_overlap: int, device: torch.device, progress: bool) -> None:
-    """The chunk loop of :func:`upscale_video`: from the start, or (``pending`` given) after ``work.done`` chunks."""
-    from zoo.data.video_io import to_uint8_frame
+                   tile_overlap: int, device: torch.device, progress: bool, pipelined: bool) -> dict[str, float]:
+    """The chunk loop of :func:`upscale_video`: from the start, or (``pending`` given) after ``work.done`` chunks.
 
+    Finishes the output (``writer.close()``). Returns the time split (``decode_s``, ``encode_s``, ``compute_s``,
+    ``wait_decode_s``, ``wait_encode_s``; :func:`upscale_video`).
+    """
     blender = _TemporalBlender(plan)
     first_chunk, written = 0, 0
+    if pending is not None:
+        first_chunk, written = work.done, work.final_frames
+    decode_max, encode_max = queue_sizes(plan)
+    start = plan[first_chunk][0] if first_chunk < len(plan) else num_frames
+    decoder = (_PrefetchDecoder if pipelined else _Decoder)(source, start, num_frames, decode_max)
+    encoder = (_ThreadedEncoder if pipelined else _Encoder)(writer, work, encode_max)
+    compute_s = 0.0
     bar = tqdm(total=num_frames, unit="frame", desc=f"upscaling {source.path.name}", disable=not progress)
     with contextlib.closing(bar):
-        if pending is not None:  # resume: the kept final frames, then the kept accumulators
-            for index in range(work.final_frames):
-                writer.write(work.read_frame(index))
-                bar.update(1)
-            blender.pending = pending
-            first_chunk, written = work.done, work.final_frames
-        if first_chunk >= len(plan):
-            return
-        next_index = plan[first_chunk][0]
-        frames = source.iter_frames(next_index, num_frames)
-        buffer: list[tuple[int, np.ndarray]] = []
-        for index in range(first_chunk, len(plan)):
-            start, end = plan[index]
-            buffer = [(i, frame) for i, frame in buffer if i >= start]
-            while next_index < end:
-                frame = next(frames, None)
-                if frame is None:
-                    raise InputError(f"{source.path} ended after {next_index} frames, {num_frames} were counted")
-                buffer.append((next_index, frame))
-                next_index += 1
-            lq = torch.from_numpy(np.stack([frame for _, frame in buffer]))
-            lq = rearrange(lq, "t h w c -> 1 t c h w").float() / 255.0
-            sr = upscale_tensor(run, lq, scale=scale, tile=tile, tile_overlap=tile_overlap, device=device,
-                                first_frame=start)
-            del lq
-            for frame_index, frame in blender.add(index, sr):
-                array = to_uint8_frame(frame[0])
-                writer.write(array)
+        try:
+            if first_chunk < len(plan):
+                decoder.begin()
+            encoder.begin()
+            if pending is not None:  # resume: the kept final frames, then the kept accumulators
+                for index in range(work.final_frames):
+                    encoder.put(("frame", index, work.read_frame(index), None, False))
+                    bar.update(1)
+                blender.pending = {k: (acc.to(device), w.to(device)) for k, (acc, w) in pending.items()}
+            next_index = start
+            buffer: list[tuple[int, np.ndarray]] = []
+            for index in range(first_chunk, len(plan)):
+                chunk_start, end = plan[index]
+                buffer = [(i, frame) for i, frame in buffer if i >= chunk_start]
+                while next_index < end:
+                    frame = decoder.get()
+                    if frame is None:
+                        raise InputError(f"{source.path} ended after {next_index} frames, {num_frames} were counted")
+                    buffer.append((next_index, frame))
+                    next_index += 1
+                started = time.perf_counter()
+                lq = _chunk_to_device([frame for _, frame in buffer], device)
+                sr = upscale_tensor(run, lq, scale=scale, tile=tile, tile_overlap=tile_overlap, device=device,
+                                    first_frame=chunk_start, out_device=device)
+                del lq
+                items = []
+                for frame_index, frame in blender.add(index, sr):
+                    items.append(["frame", frame_index, _frame_to_host(frame[0]), None, True])
+                    written = frame_index + 1
+                del sr
                 if work is not None:
-                    work.add_frame(frame_index, array)
-                written = frame_index + 1
-                bar.update(1)
-            del sr
-            if work is not None:
-                work.commit(index + 1, written, blender.pending)
+                    snapshot = {k: (_to_host(acc), _to_host(w)) for k, (acc, w) in blender.pending.items()}
+                    items.append(["commit", index + 1, written, snapshot, None])
+                if device.type == "cuda":  # one wait per chunk, so that compute_s holds the GPU's time
+                    event = torch.cuda.Event()
+                    event.record(torch.cuda.current_stream(device))
+                    event.synchronize()
+                    for item in items:
+                        item[-2 if item[0] == "frame" else -1] = event
+                compute_s += time.perf_counter() - started
+                for item in items:
+                    encoder.put(tuple(item))
+                    bar.update(item[0] == "frame")
+            decoder.close()
+            encoder.finish()
+        except BaseException:
+            decoder.close()
+            encoder.abandon()
+            raise
+    pipelined_waits = (decoder.main_s, encoder.main_s) if pipelined else (0.0, 0.0)
+    return {"decode_s": decoder.busy_s, "encode_s": encoder.busy_s, "compute_s": compute_s,
+            "wait_decode_s": pipelined_waits[0], "wait_encode_s": pipelined_waits[1]}

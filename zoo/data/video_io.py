@@ -94,6 +94,7 @@ __all__ = [
     "natural_sort_key",
     "open_video",
     "to_uint8_frame",
+    "to_uint8_frames",
     "output_format",
 ]
 
@@ -693,11 +694,22 @@ def output_format(path: str | Path) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
+def to_uint8_frames(frames: torch.Tensor) -> torch.Tensor:
+    """Float RGB frames ``(..., 3, h, w)`` in [0, 1] as what :class:`VideoWriter` stores, on their own device:
+    ``(..., h, w, 3)`` uint8, ``round(255 clamp(v, 0, 1))`` in float32 (``torch.round``: halves to even).
+
+    The one float-to-uint8 conversion of the zoo's output frames (:func:`to_uint8_frame`, and
+    :func:`zoo.inference.upscale_video` on the accelerator before the copy to the host, which so moves a quarter of
+    the bytes of the float frames). Returns a view with channels last (not contiguous).
+    """
+    array = (frames.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return rearrange(array, "... c h w -> ... h w c")
+
+
 def to_uint8_frame(frame: torch.Tensor) -> np.ndarray:
     """A float ``(3, h, w)`` RGB frame in [0, 1] as what :class:`VideoWriter` stores: ``(h, w, 3)`` uint8, clamped to
-    [0, 1] and rounded (``round(255 v)``), on the CPU."""
-    array = (frame.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
-    return rearrange(array, "c h w -> h w c").numpy()
+    [0, 1] and rounded (``round(255 v)``, :func:`to_uint8_frames`), on the CPU."""
+    return to_uint8_frames(frame).cpu().numpy()
 
 
 def check_output_folder(folder: str | Path, *, create: bool = False) -> None:

@@ -275,9 +275,11 @@ def run_over_tiles(
     dtype: torch.dtype | None = None,
     floor: float = 0.0,
     out_channels: int | None = None,
+    out_device: torch.device | str = "cpu",
     **kwargs: object,
 ) -> torch.Tensor:
-    """``fn`` over overlapping square spatial tiles of a clip, feather-blended into one CPU float32 tensor.
+    """``fn`` over overlapping square spatial tiles of a clip, feather-blended into one float32 tensor (on the CPU by
+    default).
 
     The tiles are planned (:func:`plan_windows`) on a grid ``factor`` times coarser than ``x`` (e.g. the latent grid
     of an encoder's input frames; 1 for an upscaler's LQ input) with ``tile`` / ``tile_overlap`` counted on that grid.
@@ -296,10 +298,12 @@ def run_over_tiles(
         device, dtype: where (and in which dtype; None: unchanged) ``fn`` gets its input.
         floor: lowest blending weight.
         out_channels: the channels ``fn`` must return (None: any).
+        out_device: where the outputs are blended and returned (default the CPU; ``device`` keeps them on the
+            accelerator, e.g. for :func:`zoo.inference.upscale_video`, which blends and rounds them there).
         **kwargs: passed to ``fn`` unchanged.
 
     Returns:
-        (b, n, c', (H / factor) scale, (W / factor) scale) CPU float32.
+        (b, n, c', (H / factor) scale, (W / factor) scale) float32 on ``out_device``.
 
     Raises:
         ConfigError: bad tile options, or ``fn`` returning another shape (the message asks whether ``scale`` is
@@ -322,11 +326,11 @@ def run_over_tiles(
                     g != e for g, e in zip(out.shape, want) if e is not None):
                 raise ConfigError(f"the network mapped {tuple(piece.shape)} to {got}, expected "
                                   f"{tuple('c' if e is None else e for e in want)}; is scale={scale} right?")
-            out = out.detach().to("cpu", torch.float32)
+            out = out.detach().to(out_device, torch.float32)
             if len(rows) == 1 and len(cols) == 1:
                 return out
             if blend is None:
-                blend = TileAccumulator((b, n, out.shape[2], h * scale, w * scale), axes=(3, 4))
+                blend = TileAccumulator((b, n, out.shape[2], h * scale, w * scale), axes=(3, 4), device=out_device)
             spans = ((y0 * scale, y1 * scale), (x0 * scale, x1 * scale))
             blend.add(spans, out, (window_weights(rows, r, scale), window_weights(cols, c, scale)), floor=floor)
     return blend.result()
