@@ -63,6 +63,8 @@ TARGET_GROWTH = 0.05
 TARGET_DIFFUSION_GIB = 24.0
 REGRESSION = ("realesrgan", "realbasicvsr", "videogigagan")
 DIFFUSION = ("upscale_a_video", "sateco", "dc_vsr")
+#: ``--steps`` that give ONE denoising step: SATeCo denoises the last ``strength`` (default 0.5) of its schedule
+ONE_STEP = {"upscale_a_video": 1, "sateco": 2, "dc_vsr": 1}
 
 
 # ------------------------------------------------------------------------------------------------------------ plan
@@ -81,7 +83,8 @@ class Scale:
     #: frames of the 720p diffusion clip: about one temporal window of each family's sampler
     diffusion_frames: dict = field(default_factory=lambda: {"upscale_a_video": 8, "sateco": 8, "dc_vsr": 14})
     variant: str | None = None
-    steps_override: int | None = None
+    #: the dry run: one denoising step instead of the default steps in the 720p step too
+    one_step: bool = False
     precision_frames: int = 3
     precision_size: int = 64
     compile: bool = True
@@ -96,7 +99,7 @@ class Scale:
             return cls(device=device, dry=False)
         # the same steps, tiny: tiny variants, 1 denoising step, frames a 2-core CPU runs in seconds
         return cls(device=device, dry=True, lq=(32, 48), net_frames=3, chunk=2, chunk_overlap=1, lengths=(6, 12),
-                   diffusion_lq=(32, 32), diffusion_frames={name: 3 for name in DIFFUSION}, variant="tiny", steps_override=1, precision_frames=2,
+                   diffusion_lq=(32, 32), diffusion_frames={name: 3 for name in DIFFUSION}, variant="tiny", one_step=True, precision_frames=2,
                    precision_size=32, compile=False, repeats=1,
                    ratio_lq=(64, 64), ratio_frames=2)
 
@@ -248,7 +251,7 @@ def step_upscale(scale: Scale, work: Path, families: tuple[str, ...], budget: Bu
     for name in families:
         diffusion = name in DIFFUSION
         size = scale.diffusion_lq if diffusion else scale.lq
-        row = {"family": name, "lq": f"{size[0]}x{size[1]}", "steps": 1 if diffusion else None}
+        row = {"family": name, "lq": f"{size[0]}x{size[1]}", "steps": "1 denoising" if diffusion else None}
         if not budget.allows(estimate_s):
             rows.append({**row, "skipped": f"{budget.left():.0f} s of the budget left, needs about {estimate_s:.0f} s"})
             continue
@@ -266,7 +269,7 @@ def step_upscale(scale: Scale, work: Path, families: tuple[str, ...], budget: Bu
         if scale.variant:
             argv += ["--variant", scale.variant]
         if diffusion:
-            argv += ["--steps", "1"]
+            argv += ["--steps", str(ONE_STEP[name])]
         try:
             inputs, utilisation, seconds = run_upscale(argv, scale.device)
         except Exception as err:  # noqa: BLE001 - recorded, the next family runs
@@ -292,7 +295,7 @@ def step_diffusion(scale: Scale, work: Path, budget: Budget, estimate_s: float) 
     for name in DIFFUSION:
         frames = scale.diffusion_frames[name]
         row = {"family": name, "lq": f"{scale.lq[0]}x{scale.lq[1]}", "frames": frames,
-               "steps": scale.steps_override or "default"}
+               "steps": "1 denoising" if scale.one_step else "default"}
         if not budget.allows(estimate_s):
             rows.append({**row, "skipped": f"{budget.left():.0f} s of the budget left, needs about {estimate_s:.0f} s"})
             continue
@@ -303,8 +306,8 @@ def step_diffusion(scale: Scale, work: Path, budget: Budget, estimate_s: float) 
                 "--device", scale.device]
         if scale.variant:
             argv += ["--variant", scale.variant]
-        if scale.steps_override:
-            argv += ["--steps", str(scale.steps_override)]
+        if scale.one_step:
+            argv += ["--steps", str(ONE_STEP[name])]
         try:
             (summary,), utilisation, seconds = run_upscale(argv, scale.device)
         except Exception as err:  # noqa: BLE001
