@@ -24,7 +24,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.config import register_init_args
-from zoo.errors import InputError
 from zoo.layers.checks import check_rgb_video
 from zoo.layers.blocks import PixelShufflePack, ResidualBlocksWithInputConv
 from zoo.layers.flow import SPyNet, flow_warp
