@@ -7,8 +7,8 @@ spatio-temporal UNet with diffusers' processors and with DC-VSR's own, its tempo
 attention) one forward runs with ``torch.nn.functional.scaled_dot_product_attention`` wrapped by a counter (every
 module reads it from ``torch.nn.functional`` at call time: diffusers' ``AttnProcessor2_0``, our processors, timm's
 ``Attention`` when ``fused_attn``) and the softmax functions wrapped too; forward hooks on every attention module
-attribute each call to the module that made it. Asserted: every attention module made at least one SDPA call and
-no softmax call, and no diffusers processor is the explicit-softmax ``AttnProcessor``. Only modules that ran are
+attribute each call to the module that made it, and the profiler tells which kernel ran. Asserted: every attention
+module made at least one SDPA call and no softmax call, no SDPA call fell back to the unfused math path, and no diffusers processor is the explicit-softmax ``AttnProcessor``. Only modules that ran are
 asserted on: with one layer per block, diffusers' ``MidBlockTemporalDecoder`` (DC-VSR's tiny VAE decoder) never calls
 its attention.
 """
@@ -30,6 +30,9 @@ from zoo.models.sateco.net import TMSABlock
 
 torch.set_num_threads(1)
 
+#: Key of :func:`attention_calls`' counts: SDPA calls that ran PyTorch's unfused math fallback (on the CPU: instead
+#: of its fused flash kernel; a 3-d bias did that to Upscale-A-Video's temporal attention before it was made 4-d).
+UNFUSED = "unfused sdpa calls"
 #: The modules that compute attention: diffusers' and timm's layers, and SATeCo's TMSA block (it calls SDPA itself).
 ATTENTION_MODULES = (DiffusersAttention, TimmAttention, TMSABlock)
 
@@ -66,7 +69,9 @@ def attention_calls(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch):  #
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(leave))
     try:
-        yield counts
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            yield counts
+        counts[UNFUSED] = sum(e.count for e in prof.key_averages() if e.key == "aten::_scaled_dot_product_attention_math")
     finally:
         for handle in handles:
             handle.remove()
@@ -76,6 +81,8 @@ def attention_calls(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch):  #
 def assert_all_sdpa(model: torch.nn.Module, counts: dict) -> None:
     """Every attention module that ran called SDPA (at least once per forward) and no softmax; no diffusers
     processor of ``model`` is the explicit-softmax one (those that did not run included)."""
+    assert counts.get(UNFUSED) == 0, f"{counts.get(UNFUSED)} SDPA calls ran the unfused math path"
+    counts = {name: c for name, c in counts.items() if name != UNFUSED}
     ran = [name for name, c in counts.items() if c["calls"]]
     assert ran, "no attention module ran"
     missed = [name for name in ran if counts[name]["sdpa"] < counts[name]["calls"]]
@@ -106,8 +113,8 @@ def test_upscale_a_video_unet_and_vae(monkeypatch):
                   encoder_hidden_states=torch.randn(1, 5, 32, generator=g))
     with torch.no_grad(), attention_calls(unet, monkeypatch) as counts:
         unet(**inputs)
-    assert len(counts) == len(processors)  # every layer attention_processors lists was watched ...
-    assert all(c["calls"] for c in counts.values())  # ... and ran
+    assert len(counts) - 1 == len(processors)  # every layer attention_processors lists was watched ...
+    assert all(c["calls"] for name, c in counts.items() if name != UNFUSED)  # ... and ran
     assert_all_sdpa(unet, counts)
 
     vae = UpscaleAVideoVAE(**tiny["vae"]).eval()
@@ -186,8 +193,24 @@ def test_the_counter_sees_an_explicit_softmax_attention(monkeypatch):
     with torch.no_grad(), attention_calls(layer, monkeypatch) as counts:
         layer(torch.randn(1, 6, 16))
     assert counts[""] == {"calls": 1, "sdpa": 0, "softmax": 1}
+    assert counts[UNFUSED] == 0
     with pytest.raises(AssertionError, match="did not call SDPA"):
         assert_all_sdpa(layer, counts)
     q = rearrange(torch.randn(2, 6, 16), "b n (h d) -> b h n d", h=2)
     torch.testing.assert_close(F.scaled_dot_product_attention(q, q, q), (q @ q.transpose(-1, -2) / 8**0.5)
                                .softmax(-1) @ q)
+
+
+def test_a_three_d_bias_is_caught_as_unfused(monkeypatch):
+    """The kernel check can fail: a (heads, t, t) bias makes SDPA run its math path on the CPU, a (1, heads, t, t)
+    one the fused kernel, with the same result."""
+    torch.manual_seed(0)
+    layer = DiffusersAttention(query_dim=16, heads=2, dim_head=8).eval()
+    q, bias = torch.randn(3, 2, 5, 8), torch.randn(2, 5, 5)
+    with attention_calls(layer, monkeypatch) as counts:
+        three_d = F.scaled_dot_product_attention(q, q, q, attn_mask=bias)
+    assert counts[UNFUSED] == 1
+    with attention_calls(layer, monkeypatch) as counts:
+        four_d = F.scaled_dot_product_attention(q, q, q, attn_mask=bias[None])
+    assert counts[UNFUSED] == 0
+    torch.testing.assert_close(four_d, three_d)
