@@ -451,9 +451,10 @@ def _derived(results: list[dict]) -> list[str]:
                              f" / {other['seconds']:.1f} s = **{prop['seconds'] / other['seconds']:.2f}**")
                 lines.append(line)
                 if prop and name == "basicvsr_b20":
-                    lines.append("- the rows above ran in separate processes, one after another, on a shared CPU; "
-                                 "the like-for-like ratio measured with both nets in one process and their calls "
-                                 "interleaved is in `speed_cpu_ratio.md` (`python benchmarks/speed.py --plan ratio`)")
+                    lines.append("- the rows above ran in separate processes, one after another, on a shared CPU, "
+                                 "with the code of the commit named above; the like-for-like ratio measured with both "
+                                 "nets in one process and their calls interleaved is in `speed_cpu_ratio.md` "
+                                 "(`python benchmarks/speed.py --plan ratio`)")
     config_keys = ("group", "family", "height", "width", "chunk", "overlap", "dtype", "compile", "channels_last")
     configs: dict[tuple, list[dict]] = {}
     for r in results:
@@ -472,12 +473,32 @@ def _derived(results: list[dict]) -> list[str]:
     return lines
 
 
+def _versions_line(versions: str | None) -> str:
+    """The versions of the measuring run (``versions`` as saved), else those of this process."""
+    from zoo.benchmark.report import environment
+
+    return versions or ", ".join(f"{k} {v}" for k, v in environment().items())
+
+
+def _saved_versions(saved: dict, markdown: Path) -> str | None:
+    """The versions a re-render must show: those saved in the JSON, else the line of the markdown being replaced
+    (older results files did not save them), else None (then the re-rendering process's own)."""
+    if saved.get("versions"):
+        return saved["versions"]
+    if markdown.is_file():
+        for line in markdown.read_text().splitlines():
+            if line.startswith("- **Versions:** "):
+                return line.removeprefix("- **Versions:** ")
+    return None
+
+
 def write_markdown(path: Path, results: list[dict], *, command: str, device: str, note: str,
-                   date: str | None = None, rendered_by: str = "") -> None:
+                   date: str | None = None, rendered_by: str = "", versions: str | None = None) -> None:
     """Write the speed report (all numbers from ``results``) and the results as JSON next to it."""
-    from zoo.benchmark.report import device_name, environment, timestamp
+    from zoo.benchmark.report import device_name, timestamp
 
     date = date or timestamp()
+    versions = _versions_line(versions)
     cuda = device.startswith("cuda")
     mem_headers = ("peak CUDA alloc. increase (MiB) | peak CUDA alloc. (MiB)" if cuda
                    else "peak RSS increase (MiB) | peak RSS (MiB)")
@@ -485,7 +506,7 @@ def write_markdown(path: Path, results: list[dict], *, command: str, device: str
              "Every number below was measured by the command named here (random full-size weights, one fresh "
              "process per row) and written by the program; none was typed.", "",
              f"- **Command:** `{command}`", f"- **Date:** {date}", f"- **Device:** {device_name(device)}",
-             "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in environment().items())]
+             f"- **Versions:** {versions}"]
     if rendered_by:
         lines.append(f"- **Markdown re-rendered** (same measurements, new layout) by `{rendered_by}` on {timestamp()}")
     if note:
@@ -515,20 +536,22 @@ def write_markdown(path: Path, results: list[dict], *, command: str, device: str
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     path.with_suffix(".json").write_text(json.dumps({"command": command, "date": date, "device": device,
-                                                     "note": note, "results": results}, indent=1))
+                                                     "note": note, "versions": versions, "results": results},
+                                                    indent=1))
 
 
 def write_ratio_markdown(path: Path, results: list[dict], *, command: str, device: str,
-                         date: str | None = None, rendered_by: str = "") -> None:
+                         date: str | None = None, rendered_by: str = "", versions: str | None = None) -> None:
     """Write the like-for-like ratio report (every number computed from ``results``) and the JSON next to it."""
-    from zoo.benchmark.report import device_name, environment, timestamp
+    from zoo.benchmark.report import device_name, timestamp
 
     date = date or timestamp()
+    versions = _versions_line(versions)
     ours, theirs = RATIO_PAIR
     lines = [f"# Like-for-like speed ratio: {device_name(device)}", "",
              "Every number below was measured by the command named here and written by the program; none was typed.",
              "", f"- **Command:** `{command}`", f"- **Date:** {date}", f"- **Device:** {device_name(device)}",
-             "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in environment().items())]
+             f"- **Versions:** {versions}"]
     if rendered_by:
         lines.append(f"- **Markdown re-rendered** (same measurements, new layout) by `{rendered_by}` on {timestamp()}")
     lines += ["", f"`{ours}` is our RealBasicVSR network without its image-cleaning module (SPyNet + bidirectional "
@@ -560,7 +583,8 @@ def write_ratio_markdown(path: Path, results: list[dict], *, command: str, devic
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     path.with_suffix(".json").write_text(json.dumps({"command": command, "date": date, "device": device,
-                                                     "plan": "ratio", "results": results}, indent=1))
+                                                     "plan": "ratio", "versions": versions, "results": results},
+                                                    indent=1))
 
 
 # -------------------------------------------------------------------------------------------------------------- CLI
@@ -660,12 +684,13 @@ def main(argv: list[str] | None = None) -> int:
         if saved.get("plan") == "ratio":
             write_ratio_markdown(output, saved["results"], command=saved["command"],
                                  device=saved.get("device", args.device), date=saved.get("date"),
-                                 rendered_by=rendered_by)
+                                 rendered_by=rendered_by, versions=_saved_versions(saved, output))
             print(f"wrote {output}")
             return 0
         write_markdown(output, saved["results"], command=saved["command"], device=saved.get("device", args.device),
                        note=saved.get("note") or _cpu_note(saved.get("device", args.device)),
-                       date=saved.get("date") or _mtime(Path(args.render)), rendered_by=rendered_by)
+                       date=saved.get("date") or _mtime(Path(args.render)), rendered_by=rendered_by,
+                       versions=_saved_versions(saved, output))
         print(f"wrote {output}")
         return 0
     from zoo.benchmark.report import timestamp

@@ -8,9 +8,9 @@ attention) one forward runs with ``torch.nn.functional.scaled_dot_product_attent
 module reads it from ``torch.nn.functional`` at call time: diffusers' ``AttnProcessor2_0``, our processors, timm's
 ``Attention`` when ``fused_attn``) and the softmax functions wrapped too; forward hooks on every attention module
 attribute each call to the module that made it, and the profiler tells which kernel ran. Asserted: every attention
-module made at least one SDPA call and no softmax call, no SDPA call fell back to the unfused math path, and no diffusers processor is the explicit-softmax ``AttnProcessor``. Only modules that ran are
-asserted on: with one layer per block, diffusers' ``MidBlockTemporalDecoder`` (DC-VSR's tiny VAE decoder) never calls
-its attention.
+module made at least one SDPA call and no softmax call, no SDPA call fell back to the unfused math path, and no
+diffusers processor is the explicit-softmax ``AttnProcessor``. Only modules that ran are asserted on: with one layer
+per block, diffusers' ``MidBlockTemporalDecoder`` (DC-VSR's tiny VAE decoder) never calls its attention.
 """
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def attention_calls(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch):  #
     try:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             yield counts
-        counts[UNFUSED] = sum(e.count for e in prof.key_averages() if e.key == "aten::_scaled_dot_product_attention_math")
+        counts[UNFUSED] = sum(e.count for e in prof.key_averages()
+                              if e.key == "aten::_scaled_dot_product_attention_math")
     finally:
         for handle in handles:
             handle.remove()

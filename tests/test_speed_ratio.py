@@ -1,7 +1,7 @@
 """benchmarks/speed.py --plan ratio: both nets in one process, calls interleaved, ratios computed from the rows.
 
-A dry run at a tiny size (64x64 (basicsr's SPyNet needs 64 or more), 2 frames, 2 calls per net: full-size nets, well under a second per call) checks
-the call order, that every time comes back, and that the markdown's mins, medians and ratios are the ones the
+A dry run at a small size (64x64: basicsr's SPyNet needs 64 or more; 2 frames, 2 calls per net, full-size nets)
+checks the call order, that every time comes back, and that the markdown's mins, medians and ratios are the ones the
 recorded times give (no number typed); a JSON re-render writes the same table. No timing is asserted.
 """
 from __future__ import annotations
@@ -67,6 +67,9 @@ def test_markdown_ratios_come_from_the_recorded_times(speed, dry_run, tmp_path):
     assert speed.main(["--render", str(path.with_suffix(".json")), "--output", str(rendered)]) == 0
     assert _table_row(rendered.read_text()) == cells
     assert "Markdown re-rendered" in rendered.read_text()
+    versions = [line for line in path.read_text().splitlines() if line.startswith("- **Versions:** ")]
+    assert versions == [line for line in rendered.read_text().splitlines() if line.startswith("- **Versions:** ")]
+    assert versions[0] == "- **Versions:** " + saved["versions"]  # the measuring run's, kept by the re-render
 
 
 def test_summary_uses_min_and_median_of_each_net(speed):
