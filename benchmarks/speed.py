@@ -700,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown families {unknown}; known: {FAMILIES}")
     command = " ".join(shlex.quote(x) for x in ["python", "benchmarks/speed.py", *argv])
     started_at = timestamp()
+    versions = _versions_line(None)  # the code and packages as the run starts (later writes would see its outputs)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     if args.plan == "ratio":
         output = Path(args.output or ROOT / "benchmarks" / "results" / f"speed_{_device_slug(args.device)}_ratio.md")
@@ -712,7 +713,8 @@ def main(argv: list[str] | None = None) -> int:
                 m = ratio_summary(result)
                 print(f"    ratio of mins {m['ratio_min']:.3f}, of medians {m['ratio_median']:.3f}", flush=True)
             results.append(result)
-            write_ratio_markdown(output, results, command=command, device=args.device, date=started_at)
+            write_ratio_markdown(output, results, command=command, device=args.device, date=started_at,
+                                 versions=versions)
         print(f"wrote {output}")
         return 0
     specs = (cpu_plan(args.device) if args.plan == "cpu" else gpu_plan(args.device) if args.plan == "gpu"
@@ -734,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"peak +{result['peak_increase_mib']:.0f} MiB (RSS {result['peak_rss_mib']:.0f} MiB), "
                   f"warm-up {result['warmup_s']:.1f} s", flush=True)
         write_markdown(output, results, command=command, device=args.device, note=note,  # partial results survive
-                       date=started_at)
+                       date=started_at, versions=versions)
     print(f"wrote {output}")
     return 0
 
