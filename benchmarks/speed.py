@@ -28,6 +28,12 @@ Families (``--families``):
   propagation, tiled and windowed guided DDIM, temporal VAE decoding, colour fix, video writing) at 180p -> 720p is
   measured by ``benchmarks/upscale_a_video_sampling.py``.
 
+The like-for-like ratio (``--plan ratio``) is measured differently: ``realbasicvsr_propagation`` and
+``basicvsr_b20`` are built in ONE process and fed the same random clip; after one untimed warm-up call each, the
+forward calls alternate in the order ours, theirs, theirs, ours, ... (``--repeats`` calls each, default 6), so
+that other jobs on a shared CPU slow both nets alike; the report gives the min and median of each and the ratios of
+the mins and of the medians, with the 1-minute load average sampled before every call.
+
 Options that matter for speed are measured, not guessed: ``--dtypes fp32,bf16,fp16`` (autocast), ``--compile``
 (``torch.compile`` of each top-level submodule, or the parts a net declares, never the recurrence:
 :func:`zoo.inference.compile_network`, as ``vsrzoo upscale --compile``), ``--channels-last`` (2-D convolution
@@ -37,6 +43,9 @@ Examples::
 
     # the recorded CPU plan (about 15 minutes on 2 CPU cores); writes benchmarks/results/speed_cpu.md
     python benchmarks/speed.py --plan cpu
+    # our RealBasicVSR propagation vs basicsr's BasicVSR(num_block=20), both in one process, calls interleaved;
+    # writes benchmarks/results/speed_cpu_ratio.md (about 4 minutes on 2 CPU cores)
+    python benchmarks/speed.py --plan ratio
     # the standard grid on a GPU: 180x320 -> 720x1280, 10 / 100 / 1000 frames, fp32 / bf16 / fp16, compile, ...
     python benchmarks/speed.py --plan gpu --device cuda
     # a custom grid
@@ -234,6 +243,68 @@ def worker(spec: dict) -> dict:
     return result
 
 
+#: The two nets of the like-for-like ratio: (ours, theirs).
+RATIO_PAIR = ("realbasicvsr_propagation", "basicvsr_b20")
+
+
+def ratio_worker(spec: dict) -> dict:
+    """Time both nets of :data:`RATIO_PAIR` in this one process, forward calls interleaved.
+
+    ``spec`` holds ``height``, ``width``, ``frames``, ``repeats`` (timed calls per net) and ``device``. Both nets
+    get the same random clip (1, frames, 3, height, width) in [0, 1]; each gets one untimed warm-up call; then
+    round ``k`` calls (ours, theirs) for even ``k`` and (theirs, ours) for odd ``k``, so neither net always runs
+    first after the other. Returns ``spec`` plus ``times`` ({family: [seconds per call]}), ``order`` (the
+    families in call order), ``load_avg`` (the 1-minute load average before each timed call, then once at the
+    end), ``params_m``, ``out_shape``, ``warmup_s`` and ``threads``.
+    """
+    import torch
+
+    device = torch.device(spec["device"])
+    nets = {}
+    params_m = {}
+    for family in RATIO_PAIR:
+        module, forward, counted = _build(family)
+        params_m[family] = sum(p.numel() for p in counted.parameters()) / 1e6
+        module.to(device).eval()
+        nets[family] = forward
+    lq = torch.rand(1, spec["frames"], 3, spec["height"], spec["width"],
+                    generator=torch.Generator().manual_seed(0)).to(device)
+
+    def call(family: str) -> tuple[float, list[int]]:
+        started = time.perf_counter()
+        with torch.no_grad():
+            out = nets[family](lq)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - started, list(out.shape)
+
+    warmup_s = {family: call(family)[0] for family in RATIO_PAIR}
+    times: dict[str, list[float]] = {family: [] for family in RATIO_PAIR}
+    order, load_avg = [], []
+    out_shape = None
+    for k in range(spec["repeats"]):
+        for family in (RATIO_PAIR if k % 2 == 0 else RATIO_PAIR[::-1]):
+            load_avg.append(os.getloadavg()[0])
+            seconds, out_shape = call(family)
+            times[family].append(seconds)
+            order.append(family)
+    load_avg.append(os.getloadavg()[0])
+    return {**spec, "times": times, "order": order, "load_avg": load_avg, "params_m": params_m,
+            "out_shape": out_shape, "warmup_s": warmup_s, "threads": torch.get_num_threads()}
+
+
+def ratio_summary(result: dict) -> dict:
+    """Min, median and their ratios (ours / theirs) computed from a :func:`ratio_worker` result's ``times``."""
+    from statistics import median
+
+    ours, theirs = (result["times"][family] for family in RATIO_PAIR)
+    summary = {"ours_min": min(ours), "ours_median": median(ours), "theirs_min": min(theirs),
+               "theirs_median": median(theirs)}
+    summary["ratio_min"] = summary["ours_min"] / summary["theirs_min"]
+    summary["ratio_median"] = summary["ours_median"] / summary["theirs_median"]
+    return summary
+
+
 # ------------------------------------------------------------------------------------------------------------ plans
 def _spec(family: str, size: tuple[int, int], frames: int, *, chunk: int = 0, overlap: int = 0, dtype: str = "fp32",
           compile: bool = False, channels_last: bool = False, device: str = "cpu", group: str = "",
@@ -292,6 +363,12 @@ def gpu_plan(device: str = "cuda") -> list[dict]:
     return specs
 
 
+def ratio_plan(device: str = "cpu", repeats: int = 6) -> list[dict]:
+    """The like-for-like ratio runs: 180x320 with 3 frames and 64x64 with 8 frames, ``repeats`` calls per net."""
+    return [{"kind": "ratio", "height": h, "width": w, "frames": frames, "repeats": repeats, "device": device}
+            for (h, w), frames in (((180, 320), 3), ((64, 64), 8))]
+
+
 def grid_plan(args: argparse.Namespace) -> list[dict]:
     """The grid of the command-line lists."""
     specs = []
@@ -299,7 +376,7 @@ def grid_plan(args: argparse.Namespace) -> list[dict]:
             args.families, args.sizes, args.frames, args.chunks, args.dtypes):
         specs.append(_spec(family, size, frames, chunk=chunk, overlap=min(args.overlap, max(chunk - 1, 0)),
                            dtype=dtype, compile=args.compile, channels_last=args.channels_last, device=args.device,
-                           group="grid", repeats=args.repeats))
+                           group="grid", repeats=args.repeats or 1))
     return specs
 
 
@@ -379,6 +456,11 @@ def _derived(results: list[dict]) -> list[str]:
                     line += (f"; without the cleaning module (like-for-like BasicVSR part): {prop['seconds']:.1f} s"
                              f" / {other['seconds']:.1f} s = **{prop['seconds'] / other['seconds']:.2f}**")
                 lines.append(line)
+                if prop and name == "basicvsr_b20":
+                    lines.append("- the rows above ran in separate processes, one after another, on a shared CPU, "
+                                 "with the code of the commit named above; the like-for-like ratio measured with both "
+                                 "nets in one process and their calls interleaved is in `speed_cpu_ratio.md` "
+                                 "(`python benchmarks/speed.py --plan ratio`)")
     config_keys = ("group", "family", "height", "width", "chunk", "overlap", "dtype", "compile", "channels_last")
     configs: dict[tuple, list[dict]] = {}
     for r in results:
@@ -397,12 +479,32 @@ def _derived(results: list[dict]) -> list[str]:
     return lines
 
 
+def _versions_line(versions: str | None) -> str:
+    """The versions of the measuring run (``versions`` as saved), else those of this process."""
+    from zoo.benchmark.report import environment
+
+    return versions or ", ".join(f"{k} {v}" for k, v in environment().items())
+
+
+def _saved_versions(saved: dict, markdown: Path) -> str | None:
+    """The versions a re-render must show: those saved in the JSON, else the line of the markdown being replaced
+    (older results files did not save them), else None (then the re-rendering process's own)."""
+    if saved.get("versions"):
+        return saved["versions"]
+    if markdown.is_file():
+        for line in markdown.read_text().splitlines():
+            if line.startswith("- **Versions:** "):
+                return line.removeprefix("- **Versions:** ")
+    return None
+
+
 def write_markdown(path: Path, results: list[dict], *, command: str, device: str, note: str,
-                   date: str | None = None, rendered_by: str = "") -> None:
+                   date: str | None = None, rendered_by: str = "", versions: str | None = None) -> None:
     """Write the speed report (all numbers from ``results``) and the results as JSON next to it."""
-    from zoo.benchmark.report import device_name, environment, timestamp
+    from zoo.benchmark.report import device_name, timestamp
 
     date = date or timestamp()
+    versions = _versions_line(versions)
     cuda = device.startswith("cuda")
     mem_headers = ("peak CUDA alloc. increase (MiB) | peak CUDA alloc. (MiB)" if cuda
                    else "peak RSS increase (MiB) | peak RSS (MiB)")
@@ -410,7 +512,7 @@ def write_markdown(path: Path, results: list[dict], *, command: str, device: str
              "Every number below was measured by the command named here (random full-size weights, one fresh "
              "process per row) and written by the program; none was typed.", "",
              f"- **Command:** `{command}`", f"- **Date:** {date}", f"- **Device:** {device_name(device)}",
-             "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in environment().items())]
+             f"- **Versions:** {versions}"]
     if rendered_by:
         lines.append(f"- **Markdown re-rendered** (same measurements, new layout) by `{rendered_by}` on {timestamp()}")
     if note:
@@ -440,7 +542,55 @@ def write_markdown(path: Path, results: list[dict], *, command: str, device: str
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     path.with_suffix(".json").write_text(json.dumps({"command": command, "date": date, "device": device,
-                                                     "note": note, "results": results}, indent=1))
+                                                     "note": note, "versions": versions, "results": results},
+                                                    indent=1))
+
+
+def write_ratio_markdown(path: Path, results: list[dict], *, command: str, device: str,
+                         date: str | None = None, rendered_by: str = "", versions: str | None = None) -> None:
+    """Write the like-for-like ratio report (every number computed from ``results``) and the JSON next to it."""
+    from zoo.benchmark.report import device_name, timestamp
+
+    date = date or timestamp()
+    versions = _versions_line(versions)
+    ours, theirs = RATIO_PAIR
+    lines = [f"# Like-for-like speed ratio: {device_name(device)}", "",
+             "Every number below was measured by the command named here and written by the program; none was typed.",
+             "", f"- **Command:** `{command}`", f"- **Date:** {date}", f"- **Device:** {device_name(device)}",
+             f"- **Versions:** {versions}"]
+    if rendered_by:
+        lines.append(f"- **Markdown re-rendered** (same measurements, new layout) by `{rendered_by}` on {timestamp()}")
+    lines += ["", f"`{ours}` is our RealBasicVSR network without its image-cleaning module (SPyNet + bidirectional "
+              "propagation with 20 residual blocks per branch + x4 pixel-shuffle head); `basicvsr_b20` is basicsr's "
+              "`BasicVSR(num_feat=64, num_block=20)`, the same architecture. Both have random weights "
+              "(`torch.manual_seed(0)`), are built in ONE process and get the same random clip; after one untimed "
+              "warm-up call each, their forward calls alternate (ours, theirs, theirs, ours, ...), so that other jobs "
+              "on the shared CPU slow both alike. Times are seconds per forward call of the whole clip (fp32, "
+              "`torch.no_grad`); ratio = ours / theirs (below 1: ours is faster). Load: the machine's 1-minute load "
+              "average sampled before each call (min - max); above the thread count, other jobs were running.", "",
+              "| LQ -> output | frames | calls each | threads | ours: min / median (s) | basicsr: min / median (s) "
+              "| ratio of mins | ratio of medians | load | ours, all calls (s) | basicsr, all calls (s) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in results:
+        size = f"{r['height']}x{r['width']}"
+        if "error" in r:
+            lines.append(f"| {size} | {r['frames']} | {r['repeats']} | | error: {r['error']} | | | | | | |")
+            continue
+        m = ratio_summary(r)
+        out = r["out_shape"]
+        lines.append(
+            f"| {size} -> {out[-2]}x{out[-1]} | {r['frames']} | {r['repeats']} | {r['threads']} | "
+            f"{m['ours_min']:.2f} / {m['ours_median']:.2f} | {m['theirs_min']:.2f} / {m['theirs_median']:.2f} | "
+            f"**{m['ratio_min']:.3f}** | {m['ratio_median']:.3f} | "
+            f"{min(r['load_avg']):.1f} - {max(r['load_avg']):.1f} | "
+            f"{', '.join(f'{t:.2f}' for t in r['times'][ours])} | "
+            f"{', '.join(f'{t:.2f}' for t in r['times'][theirs])} |")
+    lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    path.with_suffix(".json").write_text(json.dumps({"command": command, "date": date, "device": device,
+                                                     "plan": "ratio", "versions": versions, "results": results},
+                                                    indent=1))
 
 
 # -------------------------------------------------------------------------------------------------------------- CLI
@@ -458,8 +608,10 @@ def _ints(text: str) -> list[int]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--plan", choices=("cpu", "gpu"), default=None,
-                   help="a predefined plan (cpu: the recorded CPU run; gpu: the standard grid); else the grid below")
+    p.add_argument("--plan", choices=("cpu", "gpu", "ratio"), default=None,
+                   help="a predefined plan (cpu: the recorded CPU run; gpu: the standard grid; ratio: our "
+                        "RealBasicVSR propagation vs basicsr's BasicVSR in one process, calls interleaved); else the "
+                        "grid below")
     p.add_argument("--families", default="realbasicvsr", type=lambda s: s.split(","),
                    help=f"comma-separated, from {', '.join(FAMILIES)}")
     p.add_argument("--sizes", default=[(180, 320)], type=lambda s: [_size(x) for x in s.split(",")],
@@ -470,7 +622,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dtypes", default=["fp32"], type=lambda s: s.split(","), help="fp32,bf16,fp16")
     p.add_argument("--compile", action="store_true", help="torch.compile each top-level submodule")
     p.add_argument("--channels-last", action="store_true", help="channels_last weights")
-    p.add_argument("--repeats", type=int, default=1, help="timed runs per measurement; the best is reported")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed runs per measurement; the best is reported (default 1; --plan ratio: 6 calls per net)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--output", default=None, help="markdown file (default benchmarks/results/speed_<device>.md)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per measurement")
@@ -508,19 +661,42 @@ def _device_slug(device: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", torch.cuda.get_device_name(device).lower()).strip("_")
 
 
+def _run_worker(spec: dict, timeout: int, env: dict) -> dict:
+    """Run one measurement in a fresh process (``--worker``); on failure the spec with an ``error``."""
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+                              text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {**spec, "error": f"timeout after {timeout} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT_PREFIX)]
+    if proc.returncode or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {**spec, "error": f"exit {proc.returncode}: {tail[0][:200]}"}
+    return json.loads(lines[-1][len(_RESULT_PREFIX):])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.worker:
-        print(_RESULT_PREFIX + json.dumps(worker(json.loads(args.worker))), flush=True)
+        spec = json.loads(args.worker)
+        result = ratio_worker(spec) if spec.get("kind") == "ratio" else worker(spec)
+        print(_RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
     if args.render:
         saved = json.loads(Path(args.render).read_text())
         output = Path(args.output or Path(args.render).with_suffix(".md"))
+        rendered_by = " ".join(shlex.quote(x) for x in ["python", "benchmarks/speed.py", *argv])
+        if saved.get("plan") == "ratio":
+            write_ratio_markdown(output, saved["results"], command=saved["command"],
+                                 device=saved.get("device", args.device), date=saved.get("date"),
+                                 rendered_by=rendered_by, versions=_saved_versions(saved, output))
+            print(f"wrote {output}")
+            return 0
         write_markdown(output, saved["results"], command=saved["command"], device=saved.get("device", args.device),
                        note=saved.get("note") or _cpu_note(saved.get("device", args.device)),
-                       date=saved.get("date") or _mtime(Path(args.render)),
-                       rendered_by=" ".join(shlex.quote(x) for x in ["python", "benchmarks/speed.py", *argv]))
+                       date=saved.get("date") or _mtime(Path(args.render)), rendered_by=rendered_by,
+                       versions=_saved_versions(saved, output))
         print(f"wrote {output}")
         return 0
     from zoo.benchmark.report import timestamp
@@ -528,30 +704,36 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.families) - set(FAMILIES))
     if unknown:
         raise SystemExit(f"unknown families {unknown}; known: {FAMILIES}")
+    command = " ".join(shlex.quote(x) for x in ["python", "benchmarks/speed.py", *argv])
+    started_at = timestamp()
+    versions = _versions_line(None)  # the code and packages as the run starts (later writes would see its outputs)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    if args.plan == "ratio":
+        output = Path(args.output or ROOT / "benchmarks" / "results" / f"speed_{_device_slug(args.device)}_ratio.md")
+        results = []
+        for spec in ratio_plan(args.device, args.repeats or 6):
+            print(f"{' vs '.join(RATIO_PAIR)} {spec['height']}x{spec['width']} x{spec['frames']}, "
+                  f"{spec['repeats']} calls each", flush=True)
+            result = _run_worker(spec, args.timeout, env)
+            if "error" not in result:
+                m = ratio_summary(result)
+                print(f"    ratio of mins {m['ratio_min']:.3f}, of medians {m['ratio_median']:.3f}", flush=True)
+            results.append(result)
+            write_ratio_markdown(output, results, command=command, device=args.device, date=started_at,
+                                 versions=versions)
+        print(f"wrote {output}")
+        return 0
     specs = (cpu_plan(args.device) if args.plan == "cpu" else gpu_plan(args.device) if args.plan == "gpu"
              else grid_plan(args))
     output = Path(args.output or ROOT / "benchmarks" / "results" / f"speed_{_device_slug(args.device)}.md")
-    command = " ".join(shlex.quote(x) for x in ["python", "benchmarks/speed.py", *argv])
-    started_at = timestamp()
     note = _cpu_note(args.device)
     results: list[dict] = []
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     for index, spec in enumerate(specs, 1):
         label = (f"[{index}/{len(specs)}] {spec['family']} {spec['height']}x{spec['width']} x{spec['frames']} "
                  f"{_mode(spec)} {spec['dtype']}{' compile' if spec['compile'] else ''}"
                  f"{' channels_last' if spec['channels_last'] else ''}")
         print(label, flush=True)
-        try:
-            proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
-                                  text=True, timeout=args.timeout, env=env, cwd=ROOT)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT_PREFIX)]
-            if proc.returncode or not lines:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-                result = {**spec, "error": f"exit {proc.returncode}: {tail[0][:200]}"}
-            else:
-                result = json.loads(lines[-1][len(_RESULT_PREFIX):])
-        except subprocess.TimeoutExpired:
-            result = {**spec, "error": f"timeout after {args.timeout} s"}
+        result = _run_worker(spec, args.timeout, env)
         results.append(result)
         if "error" in result:
             print(f"    {result['error']}", flush=True)
@@ -560,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"peak +{result['peak_increase_mib']:.0f} MiB (RSS {result['peak_rss_mib']:.0f} MiB), "
                   f"warm-up {result['warmup_s']:.1f} s", flush=True)
         write_markdown(output, results, command=command, device=args.device, note=note,  # partial results survive
-                       date=started_at)
+                       date=started_at, versions=versions)
     print(f"wrote {output}")
     return 0
 

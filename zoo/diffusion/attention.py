@@ -189,7 +189,8 @@ class TemporalAttnProcessor:
         bias = None
         relative = getattr(attn, "relative_position", None)
         if relative is not None:
-            bias = relative(hidden_states.shape[1], hidden_states.device).to(q.dtype)
+            # (1, heads, t, t): a 4-d bias; a 3-d one sends SDPA to its unfused math path on the CPU (torch 2.15)
+            bias = rearrange(relative(hidden_states.shape[1], hidden_states.device).to(q.dtype), "h i j -> 1 h i j")
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = attn.to_out[0](rearrange(out, "n h t d -> n t (h d)"))
         return attn.to_out[1](out)

@@ -61,6 +61,11 @@ class ResidualBlockNoBN(nn.Module):
             Features of the same shape and dtype.
         """
         residual = self.conv2(F.relu(self.conv1(x), inplace=True))
+        if self.res_scale == 1.0 and residual.dtype == x.dtype:
+            # ``x + residual * 1`` rounds exactly like ``residual + x``; adding into the conv output (which conv
+            # backward does not save) skips a multiply pass and an allocation. Mixed dtypes (autocast) keep the
+            # out-of-place sum, whose dtype is promoted.
+            return residual.add_(x)
         return x + residual * self.res_scale
 
 

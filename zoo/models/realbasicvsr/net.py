@@ -24,7 +24,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.config import register_init_args
-from zoo.errors import InputError
 from zoo.layers.checks import check_rgb_video
 from zoo.layers.blocks import PixelShufflePack, ResidualBlocksWithInputConv
 from zoo.layers.flow import SPyNet, flow_warp
@@ -195,11 +194,13 @@ class RealBasicVSRNet(nn.Module):
             if i > 0:
                 feat = flow_warp(feat, flows_forward[:, i - 1])
             feat = self.forward_branch(torch.cat([frame, feat], dim=1))
-            out = F.leaky_relu(self.fusion(torch.cat([backward_feats[i], feat], dim=1)), 0.1)
+            # in-place activations: conv and pixel-shuffle outputs are not saved for backward, and each pass at
+            # 4h x 4w x 64 channels would otherwise allocate a new full-resolution tensor
+            out = F.leaky_relu(self.fusion(torch.cat([backward_feats[i], feat], dim=1)), 0.1, inplace=True)
             backward_feats[i] = None  # release memory as soon as possible
-            out = F.leaky_relu(self.upsample1(out), 0.1)
-            out = F.leaky_relu(self.upsample2(out), 0.1)
-            out = F.leaky_relu(self.conv_hr(out), 0.1)
+            out = F.leaky_relu(self.upsample1(out), 0.1, inplace=True)
+            out = F.leaky_relu(self.upsample2(out), 0.1, inplace=True)
+            out = F.leaky_relu(self.conv_hr(out), 0.1, inplace=True)
             out = self.conv_last(out)
             # the official skip is bilinear (mmediting basicvsr_net.py ``self.img_upsample``), not the zoo's bicubic one
             out = out + F.interpolate(frame, scale_factor=SCALE, mode="bilinear", align_corners=False)
