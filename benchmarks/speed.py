@@ -625,7 +625,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per measurement; the best is reported (default 1; --plan ratio: 6 calls per net)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--output", default=None, help="markdown file (default benchmarks/results/speed_<device>.md)")
+    p.add_argument("--output", default=None, help="markdown file (default benchmarks/results/speed_cpu.md, on CUDA speed_grid_<gpu>.md)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per measurement")
     p.add_argument("--render", default=None, metavar="JSON",
                    help="only rewrite the markdown from the results saved next to an earlier output (speed_*.json)")
@@ -725,7 +725,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     specs = (cpu_plan(args.device) if args.plan == "cpu" else gpu_plan(args.device) if args.plan == "gpu"
              else grid_plan(args))
-    output = Path(args.output or ROOT / "benchmarks" / "results" / f"speed_{_device_slug(args.device)}.md")
+    # on a GPU, speed_<gpu>.md is benchmarks/gpu_suite.py's report; this grid goes beside it
+    stem = "speed_grid" if args.device.startswith("cuda") else "speed"
+    output = Path(args.output or ROOT / "benchmarks" / "results" / f"{stem}_{_device_slug(args.device)}.md")
     note = _cpu_note(args.device)
     results: list[dict] = []
     for index, spec in enumerate(specs, 1):
