@@ -1,6 +1,8 @@
 """Tiny networks of the families' ``tiny`` variants (``zoo/models/<family>/spec.py``), shared by the test files."""
 from __future__ import annotations
 
+import pytest
+
 from zoo.hub import family
 from zoo.layers.discriminators import VideoDiscriminator
 from zoo.models.videogigagan.net import VideoGigaGANNet
@@ -51,11 +53,26 @@ def load_script(relative: str):  # noqa: ANN201 - a module
     import importlib.util
     from pathlib import Path
 
+    import sys
+
     path = Path(__file__).resolve().parents[1] / relative
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """A module's in-process runs on one torch thread (oneDNN may round differently with another thread count);
+    import it into a test module and use it (``autouse`` by wrapping, or by name)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def numbers_in(text: str) -> list[str]:

@@ -4,7 +4,6 @@ work folder make of them. CPU only: CUDA is only ever reported available through
 from __future__ import annotations
 
 import copy
-import importlib.util
 import shutil
 import warnings
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from _tiny import load_script
 from einops import rearrange
 from torch import nn
 
@@ -29,10 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def bench():
     """benchmarks/precision.py as a module (its real crop, uint8 comparison and tolerance)."""
-    spec = importlib.util.spec_from_file_location("precision_bench", ROOT / "benchmarks/precision.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/precision.py")
 
 
 def _tiny(name: str, **overrides):  # noqa: ANN003, ANN202

@@ -7,27 +7,16 @@ and a budget too small for a step skips it and says so.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from _tiny import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def suite():
-    return _load("gpu_suite")
+    return load_script("benchmarks/gpu_suite.py")
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +83,15 @@ def test_growth_target_from_gpu_rows(suite):
 
     rows = [{"family": "realbasicvsr", "frames": 100, "peak_gpu_mib": 1000.0},
             {"family": "realbasicvsr", "frames": 1000, "peak_gpu_mib": 1049.0},
-            {"family": "videogigagan", "frames": 100, "peak_gpu_mib": 1000.0},
-            {"family": "videogigagan", "frames": 1000, "peak_gpu_mib": 1200.0}]
+            {"family": "videogigagan", "frames": 100, "peak_gpu_mib": 1000.0, "fps": 20.0},
+            {"family": "videogigagan", "frames": 1000, "peak_gpu_mib": 1200.0, "fps": 21.5}]
     found = suite.targets({"net": step("net", []), "upscale": step("upscale", rows), "diffusion": step("d", [])})
     by_family = {t["target"].split(":")[0]: t for t in found if "flat" in t["target"]}
     assert by_family["realbasicvsr"]["met"] is True and "+4.9%" in by_family["realbasicvsr"]["measured"]
     assert by_family["videogigagan"]["met"] is False and "+20.0%" in by_family["videogigagan"]["measured"]
     assert by_family["sateco"]["met"] is None
+    vgg = next(t for t in found if t["target"].startswith("VideoGigaGAN"))
+    assert "20.0 frames/s end to end at 100 frames" in vgg["measured"] and "21.5" in vgg["measured"]
 
 
 def test_a_small_budget_skips_steps_and_says_so(suite, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _tiny import one_torch_thread  # noqa: F401 - a fixture
 from torch import nn
 
 import zoo.inference
@@ -54,11 +55,8 @@ def _region(clip: torch.Tensor, y: int, x: int, side: int) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """Every test of this file on one torch thread (the bit-exact comparisons)."""
 
 
 @pytest.fixture(scope="module")
