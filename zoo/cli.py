@@ -239,8 +239,8 @@ def _upscale_parser() -> argparse.ArgumentParser:
                    help="batch: upscale inputs whose output already exists again (default: skip them)")
     p.add_argument("--stats", default=None, metavar="FILE.json",
                    help="also write what each input took, as JSON: frames, seconds, the time split of decoding / "
-                   "the network / encoding, the precision used and, on CUDA, the peak GPU memory (written "
-                   "atomically when the run ends, also after a failed batch input)")
+                   "the network / encoding, the precision used and, on CUDA, the peak GPU memory (rewritten "
+                   "atomically after every finished input, so a batch that stops keeps what was done)")
     flags = _sampling_flags()
     if flags:
         g = p.add_argument_group("diffusion sampling (defaults: each family's own)")
