@@ -99,8 +99,8 @@ class Scale:
             return cls(device=device, dry=False)
         # the same steps, tiny: tiny variants, 1 denoising step, frames a 2-core CPU runs in seconds
         return cls(device=device, dry=True, lq=(32, 48), net_frames=3, chunk=2, chunk_overlap=1, lengths=(6, 12),
-                   diffusion_lq=(32, 32), diffusion_frames={name: 3 for name in DIFFUSION}, variant="tiny", one_step=True, precision_frames=2,
-                   precision_size=32, compile=False, repeats=1,
+                   diffusion_lq=(32, 32), diffusion_frames={name: 3 for name in DIFFUSION}, variant="tiny",
+                   one_step=True, precision_frames=2, precision_size=32, compile=False, repeats=1,
                    ratio_lq=(64, 64), ratio_frames=2)
 
 
@@ -370,8 +370,8 @@ def targets(steps: dict[str, Step]) -> list[dict]:
     best = max(net, key=lambda r: r["fps"], default=None)
     out.append({"target": f"RealBasicVSR 180x320 -> 720x1280, bf16: >= {TARGET_FPS:.0f} output frames/s",
                 "measured": (f"{best['fps']:.1f} frames/s (network, chunks of {best['chunk']}, channels_last "
-                             f"{'on' if best['channels_last'] else 'off'}, compile {'on' if best['compile'] else 'off'})"
-                             if best else "not measured"),
+                             f"{'on' if best['channels_last'] else 'off'}, "
+                             f"compile {'on' if best['compile'] else 'off'})" if best else "not measured"),
                 "met": None if best is None else best["fps"] >= TARGET_FPS})
     upscale = [r for r in steps["upscale"].rows if "error" not in r and "skipped" not in r]
     for name in REGRESSION + DIFFUSION:

@@ -54,7 +54,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import itertools
 import json
@@ -85,10 +84,9 @@ def _status_kib(name: str) -> int:
 
 def _malloc_trim() -> None:
     """Return the C heap's free pages to the OS (glibc), so later allocations raise the RSS again."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    from zoo.inference import trim_host_heap
+
+    trim_host_heap()
 
 
 def _reset_peak_rss() -> bool:
@@ -118,12 +116,8 @@ def _build(family: str):  # noqa: ANN202 - returns (module, forward callable, pa
                 super().__init__()
                 self.inner = inner
                 del inner.cleaning
+                inner.compile_whole = False  # compile_network: its parts, never its recurrence
 
-            def compile_targets(self) -> list[str]:
-                """The inner net's parts (compiling ``inner`` whole would unroll its recurrence)."""
-                from zoo.inference import compile_targets
-
-                return [f"inner.{name}" for name in compile_targets(self.inner)]
 
             def forward(self, lq: torch.Tensor) -> torch.Tensor:
                 return self.inner._propagate(lq)
@@ -625,7 +619,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per measurement; the best is reported (default 1; --plan ratio: 6 calls per net)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--output", default=None, help="markdown file (default benchmarks/results/speed_cpu.md, on CUDA speed_grid_<gpu>.md)")
+    p.add_argument("--output", default=None,
+                   help="markdown file (default benchmarks/results/speed_cpu.md, on CUDA speed_grid_<gpu>.md)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per measurement")
     p.add_argument("--render", default=None, metavar="JSON",
                    help="only rewrite the markdown from the results saved next to an earlier output (speed_*.json)")

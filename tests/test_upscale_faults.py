@@ -368,6 +368,8 @@ REFUSALS = {
     "fp16_on_cpu": (["--device", "cpu", "--dtype", "fp16"], "fp16"),
     "compile_unknown_mode": (["--compile", "fastest"], "compile mode must be one of"),
     "resume_random_weights": (["--resume"], "--resume continues a run with --weights"),
+    "stats_is_a_folder": (["--stats", "."], "--stats .: is a folder"),
+    "stats_folder_missing": (["--stats", "no_such_folder/run.json"], "does not exist"),
 }
 
 

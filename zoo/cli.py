@@ -505,6 +505,12 @@ def _upscale(args: argparse.Namespace, state: _UpscaleRun) -> int:
     device = resolve_device(args.device)
     dtype = resolve_precision(device, args.dtype)
     check_compile_mode(args.compile)
+    if args.stats is not None:
+        stats = Path(args.stats).expanduser()
+        if stats.is_dir():
+            raise ConfigError(f"--stats {args.stats}: is a folder; give a file name such as run.json")
+        if not stats.parent.is_dir():
+            raise ConfigError(f"--stats {args.stats}: the folder {stats.parent} does not exist")
 
     batch = _batch_inputs(args)
     if batch is None:

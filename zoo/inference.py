@@ -30,7 +30,7 @@ diffusion window or cross-fade spans a cut (``scene_split=False`` turns this off
 Upscalers that draw random numbers per chunk (the diffusion samplers) declare ``takes_first_frame = True`` and are
 called ``fn(chunk, first_frame=i)``, ``i`` the chunk's first frame in the video, so each chunk gets its own noise.
 
-Precision and fast paths (:func:`prepare_network`, issue 15): ``dtype='auto'`` runs bf16 autocast on CUDA and fp32
+Precision and fast paths (:func:`prepare_network`): ``dtype='auto'`` runs bf16 autocast on CUDA and fp32
 elsewhere (:func:`resolve_precision`); ``channels_last`` stores the 2-D convolution weights channels-last
 (:func:`to_channels_last`); ``compile_mode`` compiles the net's parts, never its recurrence or sampling loop
 (:func:`compile_network`).
@@ -77,10 +77,10 @@ from zoo.scenes import DEFAULT_THRESHOLD, check_threshold, plan_chunks, plan_vid
 
 __all__ = ["COMPILE_MODES", "DECODE_QUEUE_CHUNKS", "DTYPES", "ENCODE_QUEUE_CHUNKS", "check_compile_mode",
            "check_precision", "compile_network", "compile_targets", "prepare_network", "queue_sizes", "resolve_device",
-           "resolve_precision", "takes_first_frame", "to_channels_last", "upscale_tensor", "upscale_video",
-           "work_folder"]
+           "resolve_precision", "takes_first_frame", "to_channels_last", "trim_host_heap", "upscale_tensor",
+           "upscale_video", "work_folder"]
 
-#: ``dtype`` names accepted by :func:`upscale_video` and :func:`resolve_precision` (``'auto'`` resolves to one of these).
+#: ``dtype`` names accepted by :func:`upscale_video` and :func:`resolve_precision` (``'auto'`` resolves to one).
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 #: ``torch.compile`` modes accepted by :func:`prepare_network` (``vsrzoo upscale --compile MODE``).
@@ -320,11 +320,12 @@ _CONTAINERS = (nn.ModuleList, nn.ModuleDict)
 def compile_targets(net: nn.Module) -> list[str]:
     """The submodules (dotted names) of ``net`` that :func:`compile_network` compiles.
 
-    A net names them with a ``compile_targets()`` method (e.g. the per-frame parts inside a recurrent propagation, or
-    a sampler's UNet). Otherwise: every top-level child holding parameters, a ``ModuleList`` / ``ModuleDict`` child
-    standing for its items (a container has no ``forward`` of its own). The net itself is never compiled whole:
-    compiling a recurrent net would unroll its loop over frames into one graph (long compilation, one graph per clip
-    length), and a sampler's loop calls its networks many times.
+    A net names them with a ``compile_targets()`` method (e.g. a sampler's UNet). Otherwise: every top-level child
+    holding parameters, where a ``ModuleList`` / ``ModuleDict`` (no ``forward`` of its own) or a module that sets
+    ``compile_whole = False`` (a recurrence over frames, e.g.
+    :class:`zoo.layers.propagation.BidirectionalPropagation`) stands for its own children, by the same rule. The net
+    itself is never compiled whole: compiling a recurrent net would unroll its loop over frames into one graph (long
+    compilation, one graph per clip length), and a sampler's loop calls its networks many times.
 
     Raises:
         ConfigError: a declared name that is not a submodule of ``net``.
@@ -339,14 +340,20 @@ def compile_targets(net: nn.Module) -> list[str]:
                 raise ConfigError(f"{type(net).__name__}.compile_targets() names {name!r}, which is not one of its "
                                   "submodules") from err
         return names
+    return _parts(net, "")
+
+
+def _parts(module: nn.Module, prefix: str) -> list[str]:
+    """The children of ``module`` holding parameters (dotted, after ``prefix``), containers and modules with
+    ``compile_whole = False`` replaced by their own parts."""
     names = []
-    for name, child in net.named_children():
+    for name, child in module.named_children():
         if not any(True for _ in child.parameters()):
             continue
-        if isinstance(child, _CONTAINERS):
-            names += [f"{name}.{item}" for item, sub in child.named_children() if any(True for _ in sub.parameters())]
+        if isinstance(child, _CONTAINERS) or getattr(child, "compile_whole", True) is False:
+            names += _parts(child, f"{prefix}{name}.")
         else:
-            names.append(name)
+            names.append(prefix + name)
     return names
 
 
@@ -356,8 +363,9 @@ def compile_network(net: nn.Module, mode: str = "default") -> list[str]:
     Each target's ``forward`` becomes ``torch.compile(forward, mode=mode, dynamic=None)`` (an instance attribute):
     ``state_dict`` keys and the module tree are unchanged, and dynamo keeps the compiled code per module class
     (``torch.compile(module)`` or ``module.compile()`` of many modules all compile ``Module.__call__``, one code
-    object, and reach dynamo's recompile limit of 8 after as many different modules, falling back to eager). Compilation is lazy: the first call of each shape pays it (the warm-up:
-    tens of seconds on a CPU, more with ``max-autotune``); later calls with the same shapes reuse it, and with
+    object, and reach dynamo's recompile limit of 8 after as many different modules, falling back to eager).
+    Compilation is lazy: the first call of each shape pays it (the warm-up: tens of seconds on a CPU, more with
+    ``max-autotune``); later calls with the same shapes reuse it, and with
     ``dynamic=None`` a second shape makes dynamo compile a shape-generic graph. Compiling again with the same mode
     does nothing; with another mode it recompiles from the eager ``forward``.
 
@@ -757,7 +765,8 @@ def upscale_video(
     if checkpoint:
         key = {"input": _input_stamp(source), "scale": scale, "chunk_frames": chunk_frames, "overlap": overlap,
                "tile": tile, "tile_overlap": tile_overlap if tile is not None else 0, "dtype": dtype,
-               "channels_last": bool(channels_last), "compile_mode": compile_mode, "device": str(device), "max_frames": max_frames, "net": _net_fingerprint(net),
+               "channels_last": bool(channels_last), "compile_mode": compile_mode, "device": str(device),
+               "max_frames": max_frames, "net": _net_fingerprint(net),
                "scene_split": bool(scene_split), "scene_threshold": float(scene_threshold),
                "run": run_info or {}}
         work = _WorkFolder(work_folder(output_path), key)
@@ -1121,9 +1130,10 @@ def _frame_to_host(frame: torch.Tensor) -> np.ndarray | torch.Tensor:
     return to_uint8_frame(frame)
 
 
-def _trim_host_heap() -> None:
-    """Give the C heap's free pages back to the OS (glibc ``malloc_trim``; elsewhere nothing), once per chunk.
+def trim_host_heap() -> None:
+    """Give the C heap's free pages back to the OS (glibc ``malloc_trim``; elsewhere nothing).
 
+    :func:`upscale_video` calls it once per chunk when pipelined (the benchmarks call it before measuring a peak).
     Frames are allocated by the decode thread and freed by the main thread, outputs allocated by the main thread and
     freed by the encode thread; glibc keeps one heap per thread and, without trimming, their free pages raised the
     process's RSS by 5-7 % from 100 to 1000 frames before levelling off (``benchmarks/upscale_memory.py``, tiny
@@ -1207,7 +1217,7 @@ def _stream_chunks(run: Callable[..., torch.Tensor], source, writer, work: _Work
                     encoder.put(tuple(item))
                     bar.update(item[0] == "frame")
                 if pipelined:
-                    _trim_host_heap()
+                    trim_host_heap()
             decoder.close()
             encoder.finish()
         except BaseException:

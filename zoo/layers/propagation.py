@@ -50,6 +50,10 @@ class BidirectionalPropagation(nn.Module):
         WeightsError: if ``spynet_pretrained`` cannot be loaded.
     """
 
+    #: ``torch.compile`` (:func:`zoo.inference.compile_targets`) compiles the per-frame parts (SPyNet, the branches),
+    #: never this loop over frames, which would unroll into one graph per clip length.
+    compile_whole = False
+
     def __init__(
         self,
         *,

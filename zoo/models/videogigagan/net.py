@@ -428,20 +428,6 @@ class VideoGigaGANNet(nn.Module):
         latent = self.latent * torch.rsqrt(self.latent.square().mean(dim=1, keepdim=True) + DEMOD_EPS)
         return self.mapping(latent).expand(n, -1)
 
-    def compile_targets(self) -> list[str]:
-        """The submodules worth ``torch.compile`` (:func:`zoo.inference.compile_network`): every top-level part but
-        the recurrent propagation, whose per-frame parts (flow net, the two branches' residual blocks) are named
-        instead; compiling the propagation whole would unroll its loop over frames into one graph per clip length."""
-        names = [f"propagation.{name}" for name, _ in self.propagation.named_children()] if self.propagation else []
-        for name, child in self.named_children():
-            if name == "propagation" or not any(True for _ in child.parameters()):
-                continue
-            if isinstance(child, nn.ModuleList):
-                names += [f"{name}.{index}" for index in range(len(child))]
-            else:
-                names.append(name)
-        return names
-
     def propagate(self, lq: torch.Tensor) -> torch.Tensor:
         """Flow-guided features of the whole clip (run once per video, then :meth:`upsample` chunk by chunk).
 
